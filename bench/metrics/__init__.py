@@ -1,0 +1,48 @@
+"""Metrics and their reductions.
+
+* pixel metrics per frame: ``mse``, ``psnr``, ``ssim`` (``pixel.py``)
+* reductions over frames, trajectories, videos and seeds (``reduce.py``)
+* ``far_video_metrics``: the official FAR evaluation of (B, N, F, C, H, W) videos
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .pixel import PER_FRAME, mse, psnr, ssim
+from .reduce import (HIGHER_IS_BETTER, Spread, mean_over_videos, over_seeds, trajectory_reduce,
+                     video_values)
+
+
+def per_frame_metric(name: str, sample: Tensor, gt: Tensor, context_length: int = 0) -> Tensor:
+    """Per-frame values of ``name`` for frames with index >= ``context_length``: (..., F - Tc)."""
+    if name not in PER_FRAME:
+        raise ValueError(f"no per-frame metric {name!r}; known: {sorted(PER_FRAME)}")
+    if sample.shape != gt.shape:
+        raise ValueError(f"sample shape {tuple(sample.shape)} != ground-truth shape {tuple(gt.shape)}")
+    if sample.dim() < 4:
+        raise ValueError(f"expected videos (..., F, C, H, W), got {tuple(sample.shape)}")
+    if not 0 <= context_length < sample.shape[-4]:
+        raise ValueError(f"context_length {context_length} must be in [0, {sample.shape[-4]})")
+    return PER_FRAME[name](sample[..., context_length:, :, :, :], gt[..., context_length:, :, :, :])
+
+
+@torch.no_grad()
+def far_video_metrics(sample: Tensor, gt: Tensor, context_length: int,
+                      metrics: tuple[str, ...] = ("mse", "psnr", "ssim")) -> dict[str, float]:
+    """The official FAR evaluation of ``sample`` against ``gt``, both (B, N, F, C, H, W) in [0, 1].
+
+    Per frame after the context, mean over frames, **max** over the N trajectories (for every
+    metric, as the official code does), mean over the batch.
+    """
+    if sample.dim() != 6:
+        raise ValueError(f"far_video_metrics expects (B, N, F, C, H, W), got {tuple(sample.shape)}")
+    out = {}
+    for name in metrics:
+        per_video = video_values(per_frame_metric(name, sample, gt, context_length))
+        out[name] = mean_over_videos(trajectory_reduce(per_video, "max", name))
+    return out
+
+
+__all__ = ["mse", "psnr", "ssim", "per_frame_metric", "far_video_metrics", "trajectory_reduce",
+           "over_seeds", "Spread", "video_values", "mean_over_videos", "HIGHER_IS_BETTER"]
