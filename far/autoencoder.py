@@ -109,3 +109,32 @@ class LatentCodec(nn.Module):
         flat = ((1 / self.scaling_factor) * latents).flatten(0, 1).to(dtype)
         y = self._chunks(flat, lambda z: self.vae.decode(z).sample)
         return (y / 2 + 0.5).clamp(0, 1).unflatten(0, (b, t))
+
+
+class PixelUnshuffleCodec(nn.Module):
+    """A lossless, parameter-free stand-in for the DC-AE: ``pixel_unshuffle`` of ``2x - 1``.
+
+    An r x r block of pixels becomes one latent position with 3 r^2 channels, so the transformer
+    sees the same token grid as with an r-times DC-AE. Used where no trained autoencoder exists
+    (quick CPU runs); results are then not comparable with DC-AE latents and are labelled so.
+    """
+
+    def __init__(self, factor: int = 8):
+        super().__init__()
+        self.factor = factor
+
+    @property
+    def latent_channels(self) -> int:
+        return 3 * self.factor ** 2
+
+    @property
+    def compression(self) -> int:
+        return self.factor
+
+    def encode(self, video: Tensor) -> Tensor:
+        flat = torch.nn.functional.pixel_unshuffle(video.flatten(0, 1) * 2 - 1, self.factor)
+        return flat.unflatten(0, video.shape[:2])
+
+    def decode(self, latents: Tensor) -> Tensor:
+        flat = torch.nn.functional.pixel_shuffle(latents.flatten(0, 1), self.factor)
+        return (flat / 2 + 0.5).clamp(0, 1).unflatten(0, latents.shape[:2])

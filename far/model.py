@@ -359,6 +359,8 @@ class FAR(nn.Module):
         b, f, c, h, w = latents.shape
         if c != cfg.in_channels:
             raise ValueError(f"latents have {c} channels, the model expects {cfg.in_channels}")
+        if timesteps.dim() == 1 and timesteps.shape[0] == b:  # one timestep per video, as officially
+            timesteps = timesteps[:, None].expand(b, f)
         if timesteps.shape != (b, f):
             raise ValueError(f"timesteps must have shape (B, F) = {(b, f)}, got {tuple(timesteps.shape)}")
         self._check_conditions(b, f, labels, actions)

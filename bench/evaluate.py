@@ -1,0 +1,131 @@
+"""Evaluation is sample -> store -> score.
+
+Every sample is stored losslessly (uint8 npz, one file per (part, seed, video, trajectory)) with a
+seed derived from (task hash, model, part, seed, video, trajectory), so results do not depend on
+the number of processes or the batch size, an interrupted run resumes without redoing finished
+samples, and ``bench score`` recomputes metrics from the store without sampling again. Videos are
+split over processes by index (``torchrun``); scoring runs on the whole store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bench.api import Prompt, check_sample
+from bench.tasks import Part, Task
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any identifying values (stable across processes, machines and versions)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+@dataclass(frozen=True)
+class SampleKey:
+    part: str
+    seed: int
+    video: int
+    trajectory: int
+
+    def path(self, store: Path) -> Path:
+        return store / self.part / f"seed{self.seed}" / f"{self.video:05d}_t{self.trajectory:03d}.npz"
+
+
+def to_uint8(video: Tensor) -> np.ndarray:
+    """(T, C, H, W) float in [0, 1] -> (T, H, W, C) uint8, rounding to nearest."""
+    return (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def from_uint8(frames: np.ndarray) -> Tensor:
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+
+
+def write_sample(path: Path, frames: np.ndarray) -> None:
+    """Atomic write of one sample (uint8 (T, H, W, C))."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
+    try:
+        np.savez_compressed(tmp, frames=frames)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_sample(path: Path) -> Tensor:
+    with np.load(path) as f:
+        if "frames" not in f:
+            raise ValueError(f"{path}: sample file has no 'frames' array")
+        return from_uint8(f["frames"])
+
+
+def sample_keys(task: Task, part: Part) -> list[SampleKey]:
+    return [SampleKey(part.name, s, v, t) for s in task.seeds for v in range(task.num_videos)
+            for t in range(task.trajectories)]
+
+
+def _prompt(clips: list, part: Part, device: torch.device) -> Prompt:
+    tc, tp = part.context_frames, part.predict_frames
+    video = torch.stack([c.video[:tc + tp] for c in clips])
+    if video.shape[1] < tc + tp:
+        raise ValueError(f"clips have {video.shape[1]} frames; part {part.name} needs {tc + tp}")
+    actions = labels = None
+    if part.condition == "action":
+        actions = torch.stack([c.actions[:tc + tp] for c in clips]).to(device)
+    if part.condition == "label":
+        labels = torch.tensor([c.label for c in clips], device=device)
+    return Prompt(context=video[:, :tc].to(device), labels=labels, actions=actions)
+
+
+def sample_to_store(model, task: Task, dataset, store: Path, *, batch_size: int = 8, rank: int = 0,
+                    world: int = 1, device: torch.device | str = "cpu",
+                    progress: Callable[[Iterable], Iterable] = lambda it: it) -> int:
+    """Sample every missing (part, seed, video, trajectory) of this process's share; returns how many."""
+    device = torch.device(device)
+    if len(dataset) < task.num_videos:
+        raise ValueError(f"task {task.name} evaluates {task.num_videos} videos; the dataset has {len(dataset)}")
+    made = 0
+    task_hash = task.hash()
+    for part in task.parts:
+        if hasattr(model, "use_protocol_sampling"):
+            model.use_protocol_sampling(part)
+        todo = [k for k in sample_keys(task, part) if k.video % world == rank and not k.path(store).exists()]
+        batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+        for keys in progress(batches):
+            clips = [dataset[k.video] for k in keys]
+            prompt = _prompt(clips, part, device)
+            gens = [torch.Generator().manual_seed(derive_seed(task_hash, model.name, k.part, k.seed, k.video,
+                                                              k.trajectory)) for k in keys]
+            out = check_sample(model.sample(prompt, part.predict_frames, gens), prompt, part.predict_frames)
+            for k, video in zip(keys, out):
+                write_sample(k.path(store), to_uint8(video))
+                made += 1
+    return made
+
+
+def load_part(task: Task, part: Part, dataset, store: Path, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Stored samples (V, N, Tp, C, H, W), ground truth (V, Tc + Tp, C, H, W) and context-included
+    samples for FVD (V, N, Tc + Tp, C, H, W), all float in [0, 1] (ground truth quantised to uint8 like the samples)."""
+    preds, truths = [], []
+    tc, tp = part.context_frames, part.predict_frames
+    for v in range(task.num_videos):
+        gt = from_uint8(to_uint8(dataset[v].video[:tc + tp]))
+        truths.append(gt)
+        trajs = []
+        for t in range(task.trajectories):
+            path = SampleKey(part.name, seed, v, t).path(store)
+            if not path.exists():
+                raise FileNotFoundError(f"missing sample {path}: run `bench run` (it resumes) before scoring")
+            trajs.append(read_sample(path))
+        preds.append(torch.stack(trajs))
+    pred, gt = torch.stack(preds), torch.stack(truths)
+    full = torch.cat([gt[:, None, :tc].expand(-1, pred.shape[1], -1, -1, -1, -1), pred], dim=2)
+    return pred, gt, full

@@ -1,0 +1,191 @@
+"""FAR behind the harness contract: pixels in, pixels out.
+
+At ``paper`` scale the adapter is the official setting for the task (FAR-B-Long + DC-AE 8x for
+DMLab, FAR-M-Long + DC-AE 16x for Minecraft, FAR-B/L for UCF-101 and BAIR) and needs trained
+weights. At ``quick`` scale it is a small FAR-Long in a lossless pixel-unshuffle latent space that
+trains from scratch on the CPU in minutes. ``far_sliding`` is the paper's ablation baseline: FAR
+with only the short-term window (no long-term context), as a config of the same model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from bench.api import Clip, Cost, Prompt, VideoBatch
+from bench.tasks import Part, Task
+from far.autoencoder import LatentCodec, PixelUnshuffleCodec, build_dcae
+from far.cost import cache_bytes, sampling_cost, training_flops
+from far.flow import FlowLossConfig, flow_matching_loss
+from far.long_context import sample_long_context_clip
+from far.model import FAR, FARConfig, PRESETS, count_parameters
+from far.sample import SamplerConfig, rollout
+
+# Official preset per dataset at paper scale (showlab/FAR configs).
+PAPER_PRESET = {"dmlab": "FAR-B-Long", "minecraft": "FAR-M-Long", "bair": "FAR-B", "ucf101": "FAR-L",
+                "greenearthnet": "FAR-B"}
+PAPER_CODEC = {"dmlab": "dcae-8x", "minecraft": "dcae-16x", "bair": "dcae-8x", "ucf101": "dcae-8x",
+               "greenearthnet": "dcae-8x"}
+ACTION_CLASSES = {"dmlab": 4, "minecraft": 4}  # official tables: 4 actions + null
+
+
+@dataclass
+class FARModelConfig:
+    preset: str | None = None  # official preset, or None for the explicit architecture below
+    num_layers: int = 4
+    num_heads: int = 4
+    head_dim: int = 64
+    patch_size: int = 1
+    long_context: bool = True
+    context_patch_size: int = 4
+    short_term_ctx_winsize: int = 8
+    condition: str = "none"
+    num_classes: int = 0
+    codec: str = "unshuffle8"  # "dcae-8x" | "dcae-16x" | "dcae-32x" | "unshuffle<r>"
+    vae_weights: str | None = None
+    checkpoint: str | None = None
+    num_steps: int = 50
+    guidance_scale: float = 1.0
+    use_cache: bool = True
+    drop_conditions: bool = False
+    clean_context_ratio: float = 0.1
+    condition_dropout: float = 0.1
+    attention_backend: str = "sdpa"
+    gradient_checkpointing: bool = False
+
+
+def default_config(variant: str, task: Task, scale: str) -> FARModelConfig:
+    part = task.parts[0]
+    cond = part.condition if part.condition in ("label", "action") else "none"
+    num_classes = {"label": 101, "action": ACTION_CLASSES.get(task.dataset, 4)}.get(cond, 0)
+    if scale == "paper":
+        preset = PAPER_PRESET[task.dataset]
+        cfg = FARModelConfig(preset=preset, codec=PAPER_CODEC[task.dataset], condition=cond,
+                             num_classes=num_classes, long_context=preset.endswith("Long"),
+                             short_term_ctx_winsize=16)
+    else:
+        long = task.num_frames > 16
+        factor = 8 if task.resolution <= 64 else 16
+        cfg = FARModelConfig(codec=f"unshuffle{factor}", condition=cond, num_classes=num_classes,
+                             long_context=long, context_patch_size=4 if task.resolution // factor >= 4 else 1,
+                             short_term_ctx_winsize=8 if long else 16)
+    if variant == "far_sliding":
+        cfg = replace(cfg, long_context=False, preset=cfg.preset.replace("-Long", "") if cfg.preset else None)
+    return cfg
+
+
+def _codec(cfg: FARModelConfig) -> nn.Module:
+    if cfg.codec.startswith("unshuffle"):
+        return PixelUnshuffleCodec(int(cfg.codec.removeprefix("unshuffle") or 8))
+    vae = build_dcae(cfg.codec).eval()
+    if cfg.vae_weights:
+        from far.official import read_state_dict
+        vae.load_state_dict(read_state_dict(cfg.vae_weights), strict=True)
+    return LatentCodec(vae)
+
+
+class FARVideoModel(nn.Module):
+    """FAR (or FAR-Long, or sliding-window FAR) as a ``VideoModel``."""
+
+    def __init__(self, cfg: FARModelConfig, name: str = "far"):
+        super().__init__()
+        self.name = name
+        self.model_config = cfg
+        self.codec = _codec(cfg)
+        self.codec.requires_grad_(False)
+        self.trainable = True
+        self.conditions = frozenset({cfg.condition}) - {"none"}
+        channels = self.codec.latent_channels
+        arch = dict(in_channels=channels, out_channels=channels, condition=cfg.condition,
+                    num_classes=cfg.num_classes, short_term_ctx_winsize=cfg.short_term_ctx_winsize,
+                    attention_backend=cfg.attention_backend, gradient_checkpointing=cfg.gradient_checkpointing)
+        if cfg.preset:
+            fcfg = PRESETS[cfg.preset](**arch)
+            if not cfg.long_context:
+                fcfg = replace(fcfg, context_patch_size=None)
+        else:
+            fcfg = FARConfig(num_layers=cfg.num_layers, num_heads=cfg.num_heads, head_dim=cfg.head_dim,
+                             patch_size=cfg.patch_size,
+                             context_patch_size=cfg.context_patch_size if cfg.long_context else None, **arch)
+        self.net = FAR(fcfg)
+        if cfg.checkpoint:
+            from far.official import load_official_state_dict, read_state_dict
+            load_official_state_dict(self.net, read_state_dict(cfg.checkpoint), source=cfg.checkpoint)
+        self.sampler = SamplerConfig(num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale,
+                                     use_cache=cfg.use_cache, drop_conditions=cfg.drop_conditions)
+
+    # -- harness hooks ------------------------------------------------------------------------
+    def trainable_module(self) -> nn.Module:
+        return self.net
+
+    def config(self) -> dict:
+        return {**asdict(self.model_config), "far_config": asdict(self.net.cfg)}
+
+    def use_protocol_sampling(self, part: Part) -> None:
+        """The protocol pins guidance, steps and null conditioning for each part."""
+        self.sampler = replace(self.sampler, num_steps=part.num_steps, guidance_scale=part.guidance_scale,
+                               drop_conditions=part.drop_conditions)
+
+    # -- VideoModel -----------------------------------------------------------------------------
+    def training_loss(self, batch: VideoBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        video, actions = batch.video, batch.actions
+        cfg = self.net.cfg
+        num_long = 0
+        if cfg.is_long and video.shape[1] > cfg.short_term_ctx_winsize:
+            clip = sample_long_context_clip(video.shape[1], cfg.short_term_ctx_winsize)
+            video = video[:, clip.start:clip.start + clip.length]
+            actions = actions[:, clip.start:clip.start + clip.length] if actions is not None else None
+            num_long = clip.num_long_term
+        with torch.no_grad():
+            latents = self.codec.encode(video)
+        loss_cfg = FlowLossConfig(self.model_config.clean_context_ratio, self.model_config.condition_dropout)
+        return flow_matching_loss(
+            self.net, latents, window=cfg.short_term_ctx_winsize, cfg=loss_cfg,
+            labels=batch.labels if cfg.condition == "label" else None,
+            actions=actions if cfg.condition == "action" else None,
+            null_id=cfg.null_id if cfg.condition != "none" else None, num_long_term=num_long)
+
+    @torch.no_grad()
+    def sample(self, prompt: Prompt, num_frames: int,
+               generator: torch.Generator | list[torch.Generator]) -> Tensor:
+        b, tc, _, h, w = prompt.context.shape
+        r = self.codec.compression
+        device = next(self.net.parameters()).device
+        context = self.codec.encode(prompt.context.to(device)) if tc else None
+        shape = (num_frames, self.codec.latent_channels, h // r, w // r)
+        if isinstance(generator, (list, tuple)):
+            if len(generator) != b:
+                raise ValueError(f"{len(generator)} generators for a batch of {b}")
+            # One noise draw per sample from its own generator: results do not depend on batching.
+            noise = torch.stack([torch.randn(shape, generator=g) for g in generator])
+        else:
+            noise = torch.randn((b, *shape), generator=generator)
+        cond = self.net.cfg.condition
+        latents = rollout(self.net.eval(), context, num_frames, self.sampler, noise=noise,
+                          labels=prompt.labels if cond == "label" else None,
+                          actions=prompt.actions if cond == "action" else None)
+        return self.codec.decode(latents[:, tc:]).float()
+
+    def cost(self, clip: Clip) -> Cost:
+        cfg = self.net.cfg
+        r = self.codec.compression
+        hw = (clip.height // r, clip.width // r)
+        s = sampling_cost(cfg, clip.context_frames, clip.frames - clip.context_frames, self.sampler.num_steps,
+                          hw, use_cache=self.sampler.use_cache,
+                          guidance=self.sampler.guidance_scale > 1 and cfg.condition != "none")
+        return Cost(params=count_parameters(self.net), train_flops_per_clip=training_flops(cfg, clip.frames, hw),
+                    sample_flops_per_clip=s.flops, network_calls_per_clip=s.network_calls,
+                    cache_bytes=cache_bytes(cfg, s.peak_cache_tokens),
+                    notes=f"codec {self.model_config.codec} (not counted)")
+
+
+def build_far_model(variant: str, task: Task, scale: str, **overrides) -> FARVideoModel:
+    cfg = default_config(variant, task, scale)
+    unknown = set(overrides) - set(asdict(cfg))
+    if unknown:
+        raise ValueError(f"unknown FAR model option(s) {sorted(unknown)}; valid: {sorted(asdict(cfg))}")
+    cfg = replace(cfg, **overrides)
+    return FARVideoModel(cfg, name=variant)

@@ -1,0 +1,52 @@
+"""Explicit registries of models and tasks, resolved once at the CLI boundary."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Mapping, TypeVar
+
+from bench.tasks import TASKS, Task
+
+T = TypeVar("T")
+
+
+class UnknownName(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+def lookup(kind: str, name: str, table: Mapping[str, T]) -> T:
+    """``table[name]``; an unknown name raises with the closest valid names."""
+    if name in table:
+        return table[name]
+    close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else f"valid: {', '.join(sorted(table))}"
+    raise UnknownName(f"unknown {kind} {name!r}; {hint}")
+
+
+def _far_factory(variant: str) -> Callable[..., object]:
+    def make(**kwargs):
+        from bench.models.far import build_far_model
+        return build_far_model(variant, **kwargs)
+    return make
+
+
+def _dummy_factory(**kwargs):
+    from bench.models.dummy import RepeatLastFrame
+    return RepeatLastFrame(**kwargs)
+
+
+# name -> factory(task=Task, scale=str, **overrides) -> VideoModel
+MODELS: dict[str, Callable[..., object]] = {
+    "far": _far_factory("far"),
+    "far_sliding": _far_factory("far_sliding"),
+    "dummy": _dummy_factory,
+}
+
+
+def get_task(name: str) -> Task:
+    return lookup("task", name, TASKS)
+
+
+def get_model_factory(name: str) -> Callable[..., object]:
+    return lookup("model", name, MODELS)
