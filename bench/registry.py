@@ -36,10 +36,25 @@ def _dummy_factory(**kwargs):
     return RepeatLastFrame(**kwargs)
 
 
+def _video_dit_factory(variant: str) -> Callable[..., object]:
+    def make(**kwargs):
+        from bench.models.video_dit import build_video_dit_model
+        return build_video_dit_model(variant=variant, **kwargs)
+    return make
+
+
+def _token_ar_factory(**kwargs):
+    from bench.models.token_ar import build_token_ar_model
+    return build_token_ar_model(**kwargs)
+
+
 # name -> factory(task=Task, scale=str, **overrides) -> VideoModel
 MODELS: dict[str, Callable[..., object]] = {
     "far": _far_factory("far"),
     "far_sliding": _far_factory("far_sliding"),
+    "video_dit": _video_dit_factory("video_dit"),
+    "video_dit_alt": _video_dit_factory("video_dit_alt"),
+    "token_ar": _token_ar_factory,
     "dummy": _dummy_factory,
 }
 

@@ -138,3 +138,17 @@ class PixelUnshuffleCodec(nn.Module):
     def decode(self, latents: Tensor) -> Tensor:
         flat = torch.nn.functional.pixel_shuffle(latents.flatten(0, 1), self.factor)
         return (flat / 2 + 0.5).clamp(0, 1).unflatten(0, latents.shape[:2])
+
+
+def build_codec(name: str, vae_weights: str | os.PathLike | None = None) -> nn.Module:
+    """A frozen latent codec by name: ``dcae-8x|16x|32x`` (weights from ``vae_weights``, an official
+    or diffusers-format state dict) or ``unshuffle<r>`` (lossless pixel-unshuffle by ``r``)."""
+    if name.startswith("unshuffle"):
+        codec: nn.Module = PixelUnshuffleCodec(int(name.removeprefix("unshuffle") or 8))
+    else:
+        vae = build_dcae(name).eval()
+        if vae_weights:
+            from far.official import read_state_dict
+            vae.load_state_dict(read_state_dict(vae_weights), strict=True)
+        codec = LatentCodec(vae)
+    return codec.requires_grad_(False)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from bench.api import Clip, Cost, Prompt, VideoBatch
 from bench.tasks import Part, Task
-from far.autoencoder import LatentCodec, PixelUnshuffleCodec, build_dcae
+from far.autoencoder import build_codec
 from far.cost import cache_bytes, sampling_cost, training_flops
 from far.flow import FlowLossConfig, flow_matching_loss
 from far.long_context import sample_long_context_clip
@@ -30,6 +30,9 @@ PAPER_PRESET = {"dmlab": "FAR-B-Long", "minecraft": "FAR-M-Long", "bair": "FAR-B
 PAPER_CODEC = {"dmlab": "dcae-8x", "minecraft": "dcae-16x", "bair": "dcae-8x", "ucf101": "dcae-8x",
                "greenearthnet": "dcae-8x"}
 ACTION_CLASSES = {"dmlab": 4, "minecraft": 4}  # official tables: 4 actions + null
+# (preset, condition) -> name in bench.assets.ASSETS of the released weights
+OFFICIAL_ASSET = {("FAR-B-Long", "action"): "far_b_long_dmlab", ("FAR-M-Long", "action"): "far_m_long_minecraft",
+                  ("FAR-L", "label"): "far_l_ucf101_cond", ("FAR-B", "none"): "far_b_bair"}
 
 
 @dataclass
@@ -77,16 +80,6 @@ def default_config(variant: str, task: Task, scale: str) -> FARModelConfig:
     return cfg
 
 
-def _codec(cfg: FARModelConfig) -> nn.Module:
-    if cfg.codec.startswith("unshuffle"):
-        return PixelUnshuffleCodec(int(cfg.codec.removeprefix("unshuffle") or 8))
-    vae = build_dcae(cfg.codec).eval()
-    if cfg.vae_weights:
-        from far.official import read_state_dict
-        vae.load_state_dict(read_state_dict(cfg.vae_weights), strict=True)
-    return LatentCodec(vae)
-
-
 class FARVideoModel(nn.Module):
     """FAR (or FAR-Long, or sliding-window FAR) as a ``VideoModel``."""
 
@@ -94,8 +87,7 @@ class FARVideoModel(nn.Module):
         super().__init__()
         self.name = name
         self.model_config = cfg
-        self.codec = _codec(cfg)
-        self.codec.requires_grad_(False)
+        self.codec = build_codec(cfg.codec, cfg.vae_weights)
         self.trainable = True
         self.conditions = frozenset({cfg.condition}) - {"none"}
         channels = self.codec.latent_channels
@@ -112,8 +104,7 @@ class FARVideoModel(nn.Module):
                              context_patch_size=cfg.context_patch_size if cfg.long_context else None, **arch)
         self.net = FAR(fcfg)
         if cfg.checkpoint:
-            from far.official import load_official_state_dict, read_state_dict
-            load_official_state_dict(self.net, read_state_dict(cfg.checkpoint), source=cfg.checkpoint)
+            self.load_official(cfg.checkpoint)
         self.sampler = SamplerConfig(num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale,
                                      use_cache=cfg.use_cache, drop_conditions=cfg.drop_conditions)
 
@@ -123,6 +114,15 @@ class FARVideoModel(nn.Module):
 
     def config(self) -> dict:
         return {**asdict(self.model_config), "far_config": asdict(self.net.cfg)}
+
+    def load_official(self, path: str | Path) -> None:
+        """Load an official FAR checkpoint (official key names; hash prefix verified when present)."""
+        from far.official import load_official_state_dict, read_state_dict
+        load_official_state_dict(self.net, read_state_dict(str(path)), source=str(path))
+
+    def official_asset(self) -> str | None:
+        """The asset-store name of the official weights for this configuration, if there are any."""
+        return OFFICIAL_ASSET.get((self.model_config.preset, self.model_config.condition))
 
     def use_protocol_sampling(self, part: Part) -> None:
         """The protocol pins guidance, steps and null conditioning for each part."""

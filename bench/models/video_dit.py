@@ -1,0 +1,161 @@
+"""The Latte-style video DiT (``baselines.video_dit``) behind the harness contract.
+
+It works in FAR's latent space for the task (DC-AE at ``paper`` scale, the lossless pixel-unshuffle
+codec at ``quick`` scale, exactly as ``bench.models.far``), so a FAR-vs-DiT row differs only in the
+modelling choice. Paper scale uses the FAR-sized preset of the task (VideoDiT-L for UCF-101,
+VideoDiT-M for Minecraft, VideoDiT-B otherwise), a 16-frame window and needs training; quick scale is
+a small model that trains on the CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import torch
+from torch import Tensor, nn
+
+from baselines.video_dit import (PRESETS, DiTLossConfig, DiTSamplerConfig, VideoDiT, VideoDiTConfig,
+                                 count_parameters, resolve_stride, rope_axes, sample_video, sampling_cost,
+                                 sliding_windows, training_flops, video_dit_loss)
+from bench.api import Clip, Cost, Prompt, VideoBatch
+from bench.models.far import ACTION_CLASSES, PAPER_CODEC
+from bench.tasks import Part, Task
+from far.autoencoder import build_codec
+
+PAPER_PRESET = {"ucf101": "VideoDiT-L", "minecraft": "VideoDiT-M"}  # else VideoDiT-B
+# Registry variants: the joint space-time model, and Latte's alternating spatial/temporal blocks.
+VARIANTS: dict[str, dict[str, object]] = {"video_dit": {}, "video_dit_alt": {"attention": "alternating"}}
+
+
+@dataclass
+class VideoDiTModelConfig:
+    preset: str | None = None  # a baselines.video_dit preset, or None for the explicit architecture
+    num_layers: int = 4
+    num_heads: int = 4
+    head_dim: int = 64  # RoPE axes split as FAR's (16, 24, 24) for 64
+    patch_size: int = 1
+    attention: str = "joint"  # "joint" | "alternating" (Latte's spatial/temporal blocks)
+    window: int = 16  # frames denoised together; training clips are cropped to it
+    stride: int | None = None  # new frames per window when sampling past the window (None: window // 2)
+    condition: str = "none"
+    num_classes: int = 0
+    codec: str = "unshuffle8"  # "dcae-8x" | "dcae-16x" | "dcae-32x" | "unshuffle<r>"
+    vae_weights: str | None = None
+    num_steps: int = 50
+    guidance_scale: float = 1.0
+    drop_conditions: bool = False
+    context_prob: float = 0.5  # training clips with a clean context prefix
+    condition_dropout: float = 0.1
+
+
+def default_config(task: Task, scale: str) -> VideoDiTModelConfig:
+    t = task.at_scale(scale)
+    part = t.parts[0]
+    cond = part.condition if part.condition in ("label", "action") else "none"
+    num_classes = {"label": 101, "action": ACTION_CLASSES.get(t.dataset, 4)}.get(cond, 0)
+    if scale == "paper":
+        return VideoDiTModelConfig(preset=PAPER_PRESET.get(t.dataset, "VideoDiT-B"), codec=PAPER_CODEC[t.dataset],
+                                   window=16, condition=cond, num_classes=num_classes)
+    factor = 8 if t.resolution <= 64 else 16
+    return VideoDiTModelConfig(codec=f"unshuffle{factor}", window=min(16, t.num_frames), condition=cond,
+                               num_classes=num_classes)
+
+
+class VideoDiTVideoModel(nn.Module):
+    """A full-sequence video DiT as a ``VideoModel``."""
+
+    def __init__(self, cfg: VideoDiTModelConfig, name: str = "video_dit"):
+        super().__init__()
+        self.name = name
+        self.model_config = cfg
+        self.codec = build_codec(cfg.codec, cfg.vae_weights)
+        self.codec.requires_grad_(False)
+        self.trainable = True
+        self.conditions = frozenset({cfg.condition}) - {"none"}
+        c = self.codec.latent_channels
+        arch = dict(in_channels=c, out_channels=c, window=cfg.window, attention=cfg.attention,
+                    condition=cfg.condition, num_classes=cfg.num_classes)
+        if cfg.preset:
+            dcfg = PRESETS[cfg.preset](**arch)
+        else:
+            dcfg = VideoDiTConfig(num_layers=cfg.num_layers, num_heads=cfg.num_heads, head_dim=cfg.head_dim,
+                                  axes_dims_rope=rope_axes(cfg.head_dim), patch_size=cfg.patch_size, **arch)
+        self.net = VideoDiT(dcfg)
+        self.sampler = DiTSamplerConfig(num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale,
+                                        stride=resolve_stride(cfg.window, cfg.stride),
+                                        drop_conditions=cfg.drop_conditions)
+
+    # -- harness hooks ------------------------------------------------------------------------
+    def trainable_module(self) -> nn.Module:
+        return self.net
+
+    def config(self) -> dict:
+        return {**asdict(self.model_config), "dit_config": asdict(self.net.cfg)}
+
+    def use_protocol_sampling(self, part: Part) -> None:
+        self.sampler = replace(self.sampler, num_steps=part.num_steps, guidance_scale=part.guidance_scale,
+                               drop_conditions=part.drop_conditions)
+
+    # -- VideoModel -----------------------------------------------------------------------------
+    def training_loss(self, batch: VideoBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        cfg = self.net.cfg
+        video, actions = batch.video, batch.actions
+        if video.shape[1] > cfg.window:  # a random window-sized crop, as the model is trained
+            start = int(torch.randint(0, video.shape[1] - cfg.window + 1, (1,)))
+            video = video[:, start:start + cfg.window]
+            actions = actions[:, start:start + cfg.window] if actions is not None else None
+        with torch.no_grad():
+            latents = self.codec.encode(video)
+        loss_cfg = DiTLossConfig(context_prob=self.model_config.context_prob,
+                                 condition_dropout=self.model_config.condition_dropout)
+        return video_dit_loss(self.net, latents, cfg=loss_cfg,
+                              labels=batch.labels if cfg.condition == "label" else None,
+                              actions=actions if cfg.condition == "action" else None,
+                              null_id=cfg.null_id if cfg.condition != "none" else None)
+
+    @torch.no_grad()
+    def sample(self, prompt: Prompt, num_frames: int,
+               generator: torch.Generator | list[torch.Generator]) -> Tensor:
+        cfg = self.net.cfg
+        b, tc, _, h, w = prompt.context.shape
+        r = self.codec.compression
+        device = next(self.net.parameters()).device
+        # Only the context frames the first window sees are encoded.
+        first = sliding_windows(tc, num_frames, cfg.window, self.sampler.stride)[0].start
+        ctx = prompt.context[:, first:].to(device)
+        context = self.codec.encode(ctx) if ctx.shape[1] else ctx.new_zeros(
+            b, 0, self.codec.latent_channels, h // r, w // r)
+        shape = (num_frames, self.codec.latent_channels, h // r, w // r)
+        if isinstance(generator, (list, tuple)):
+            if len(generator) != b:
+                raise ValueError(f"{len(generator)} generators for a batch of {b}")
+            noise = torch.stack([torch.randn(shape, generator=g) for g in generator])
+        else:
+            noise = torch.randn((b, *shape), generator=generator)
+        actions = prompt.actions[:, first:] if cfg.condition == "action" and prompt.actions is not None else None
+        if cfg.condition == "action" and actions is None:
+            raise ValueError("this model is action-conditioned: the prompt needs actions")
+        latents = sample_video(self.net, context, noise, self.sampler,
+                               labels=prompt.labels if cfg.condition == "label" else None, actions=actions)
+        return self.codec.decode(latents[:, context.shape[1]:]).float()
+
+    def cost(self, clip: Clip) -> Cost:
+        cfg = self.net.cfg
+        r = self.codec.compression
+        hw = (clip.height // r, clip.width // r)
+        s = sampling_cost(cfg, clip.context_frames, clip.frames - clip.context_frames, self.sampler, hw)
+        return Cost(params=count_parameters(self.net), train_flops_per_clip=training_flops(cfg, clip.frames, hw),
+                    sample_flops_per_clip=s.flops, network_calls_per_clip=s.network_calls, cache_bytes=0,
+                    notes=f"codec {self.model_config.codec} (not counted); {s.windows} window(s) of "
+                          f"<= {cfg.window} frames, stride {self.sampler.stride}; trains on {cfg.window}-frame crops")
+
+
+def build_video_dit_model(task: Task, scale: str, *, variant: str = "video_dit", **overrides) -> VideoDiTVideoModel:
+    """The registry factory: ``build_video_dit_model(task, scale, key=value, ...)``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown video_dit variant {variant!r}; valid: {sorted(VARIANTS)}")
+    cfg = replace(default_config(task, scale), **VARIANTS[variant])
+    unknown = set(overrides) - set(asdict(cfg))
+    if unknown:
+        raise ValueError(f"unknown {variant} option(s) {sorted(unknown)}; valid: {sorted(asdict(cfg))}")
+    return VideoDiTVideoModel(replace(cfg, **overrides), name=variant)
