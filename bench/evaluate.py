@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from bench.api import Prompt, check_sample
-from bench.tasks import Part, Task
+from bench.tasks import Metric, Part, Task
 
 
 def derive_seed(*parts: object) -> int:
@@ -72,17 +72,21 @@ def sample_keys(task: Task, part: Part) -> list[SampleKey]:
             for t in range(task.trajectories)]
 
 
-def _prompt(clips: list, part: Part, device: torch.device) -> Prompt:
+def _prompt(clips: list[dict], part: Part, device: torch.device) -> Prompt:
+    """The prompt of one part from loader clips (dicts with ``video`` (T, C, H, W) and conditions)."""
     tc, tp = part.context_frames, part.predict_frames
-    video = torch.stack([c.video[:tc + tp] for c in clips])
+    video = torch.stack([c["video"][:tc + tp] for c in clips])
     if video.shape[1] < tc + tp:
-        raise ValueError(f"clips have {video.shape[1]} frames; part {part.name} needs {tc + tp}")
-    actions = labels = None
+        raise ValueError(f"clip {clips[0].get('id')} has {video.shape[1]} frames; part {part.name} "
+                         f"needs {tc + tp}")
+    actions = labels = covariates = None
     if part.condition == "action":
-        actions = torch.stack([c.actions[:tc + tp] for c in clips]).to(device)
+        actions = torch.stack([c["actions"][:tc + tp] for c in clips]).to(device)
     if part.condition == "label":
-        labels = torch.tensor([c.label for c in clips], device=device)
-    return Prompt(context=video[:, :tc].to(device), labels=labels, actions=actions)
+        labels = torch.tensor([c["label"] for c in clips], device=device)
+    if part.condition == "weather":
+        covariates = torch.stack([c["covariates"][:tc + tp] for c in clips]).to(device)
+    return Prompt(context=video[:, :tc].to(device), labels=labels, actions=actions, covariates=covariates)
 
 
 def sample_to_store(model, task: Task, dataset, store: Path, *, batch_size: int = 8, rank: int = 0,
@@ -117,7 +121,7 @@ def load_part(task: Task, part: Part, dataset, store: Path, seed: int) -> tuple[
     preds, truths = [], []
     tc, tp = part.context_frames, part.predict_frames
     for v in range(task.num_videos):
-        gt = from_uint8(to_uint8(dataset[v].video[:tc + tp]))
+        gt = from_uint8(to_uint8(dataset[v]["video"][:tc + tp]))
         truths.append(gt)
         trajs = []
         for t in range(task.trajectories):
@@ -129,3 +133,73 @@ def load_part(task: Task, part: Part, dataset, store: Path, seed: int) -> tuple[
     pred, gt = torch.stack(preds), torch.stack(truths)
     full = torch.cat([gt[:, None, :tc].expand(-1, pred.shape[1], -1, -1, -1, -1), pred], dim=2)
     return pred, gt, full
+
+
+# ----------------------------------------------------------------------------- scoring
+
+PIXEL_METRICS = ("mse", "psnr", "ssim")
+
+
+def _per_frame(name: str, pred: Tensor, truth: Tensor, device: torch.device) -> Tensor:
+    """Per-frame values (V, N, Tp) of a pixel or perceptual metric."""
+    from bench.metrics import per_frame_metric
+    if name in PIXEL_METRICS:
+        return per_frame_metric(name, pred, truth)
+    if name == "lpips":
+        from bench.metrics.lpips import lpips_per_frame
+        return lpips_per_frame(pred, truth, device=device)
+    raise ValueError(f"metric {name!r} is not a per-frame metric")
+
+
+def score_metric(metric: Metric, part: Part, pred: Tensor, gt: Tensor, full: Tensor,
+                 device: torch.device | str = "cpu") -> float:
+    """One metric of one part for one seed, reduced as the protocol says.
+
+    ``pred`` (V, N, Tp, C, H, W) samples; ``gt`` (V, Tc + Tp, C, H, W); ``full`` the samples with the
+    ground-truth context prepended (V, N, Tc + Tp, C, H, W).
+    """
+    from bench.metrics import mean_over_videos, trajectory_reduce, video_values
+    device = torch.device(device)
+    tc = part.context_frames
+    if metric.name == "fvd":
+        from bench.metrics.fvd import I3DFeatures, fvd_clips, fvd_from_stats
+        net = I3DFeatures(device)
+        # real statistics once; then one FVD per trajectory index over all videos, averaged
+        real = net.stats(fvd_clips(gt, metric.include_context, tc, metric.min_frames))
+        values = [fvd_from_stats(real, net.stats(fvd_clips(full[:, n], metric.include_context, tc,
+                                                           metric.min_frames)))
+                  for n in range(full.shape[1])]
+        return sum(values) / len(values)
+    truth = gt[:, None, tc:].expand_as(pred)
+    per_video = video_values(_per_frame(metric.name, pred, truth, device))
+    return mean_over_videos(trajectory_reduce(per_video, metric.trajectories, metric.name))
+
+
+def score_store(task: Task, dataset, store: Path, device: torch.device | str = "cpu",
+                log: Callable[[str], None] = print) -> dict[str, dict]:
+    """Every metric of every part over every seed: {metric: Spread.as_dict() | unavailable}."""
+    from bench.metrics import MetricUnavailable, over_seeds
+    names = [m.name for p in task.parts for m in p.metrics]
+    out: dict[str, dict] = {}
+    for part in task.parts:
+        per_seed: dict[str, list[float]] = {m.name: [] for m in part.metrics}
+        unavailable: dict[str, MetricUnavailable] = {}
+        for seed in task.seeds:
+            pred, gt, full = load_part(task, part, dataset, store, seed)
+            for m in part.metrics:
+                if m.name in unavailable:
+                    continue
+                try:
+                    per_seed[m.name].append(score_metric(m, part, pred, gt, full, device))
+                except MetricUnavailable as e:
+                    unavailable[m.name] = e
+                    log(f"[score] {m.name} unavailable: {e.reason}; provide it with: {e.provide}")
+        for m in part.metrics:
+            key = m.name if names.count(m.name) == 1 else f"{part.name}:{m.name}"
+            if m.name in unavailable:
+                e = unavailable[m.name]
+                out[key] = {"unavailable": e.reason, "provide": e.provide, "part": part.name}
+            else:
+                out[key] = {**over_seeds(per_seed[m.name]).as_dict(), "part": part.name,
+                            "trajectories": m.trajectories}
+    return out

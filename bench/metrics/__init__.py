@@ -3,12 +3,16 @@
 * pixel metrics per frame: ``mse``, ``psnr``, ``ssim`` (``pixel.py``)
 * reductions over frames, trajectories, videos and seeds (``reduce.py``)
 * ``far_video_metrics``: the official FAR evaluation of (B, N, F, C, H, W) videos
+* ``lpips.py`` (LPIPS, AlexNet v0.1), ``fvd.py`` (StyleGAN-V I3D FVD), ``earthnet.py``
+  (GreenEarthNet scores, NDVI PSNR): imported on first use, as they pull in heavier packages
+* ``MetricUnavailable``: raised when a metric network is not in the asset store (``errors.py``)
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from .errors import MetricUnavailable
 from .pixel import PER_FRAME, mse, psnr, ssim
 from .reduce import (HIGHER_IS_BETTER, Spread, mean_over_videos, over_seeds, trajectory_reduce,
                      video_values)
@@ -44,5 +48,21 @@ def far_video_metrics(sample: Tensor, gt: Tensor, context_length: int,
     return out
 
 
+_LAZY = {
+    "lpips_per_frame": "lpips",
+    "fvd_videos": "fvd", "fvd_clips": "fvd", "frechet_distance": "fvd",
+    "FeatureStats": "fvd", "I3DFeatures": "fvd",
+    "greenearthnet_scores": "earthnet", "GreenEarthNetScorer": "earthnet", "ndvi_psnr": "earthnet",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["mse", "psnr", "ssim", "per_frame_metric", "far_video_metrics", "trajectory_reduce",
-           "over_seeds", "Spread", "video_values", "mean_over_videos", "HIGHER_IS_BETTER"]
+           "over_seeds", "Spread", "video_values", "mean_over_videos", "HIGHER_IS_BETTER",
+           "MetricUnavailable", *_LAZY]

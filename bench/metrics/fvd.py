@@ -1,0 +1,238 @@
+"""Fréchet Video Distance as FAR computes it (StyleGAN-V's TorchScript I3D).
+
+* Network: ``i3d_torchscript.pt`` (StyleGAN-V's export of the TF-Hub Kinetics-400 I3D), loaded
+  with ``torch.jit.load`` from the asset store (asset ``i3d_torchscript``); never downloaded here.
+* Input convention (FAR ``far/metrics/fvd.py`` and ``PROTOCOLS.md``): videos (B, 3, T, H, W)
+  float32 in [-1, 1], called with ``rescale=False, resize=True, return_features=True``; the
+  network resizes to 224 x 224 itself and returns the 400 logits before the softmax.
+  (StyleGAN-V feeds [0, 255] with ``rescale=True``, which the network maps by ``x / 255 * 2 - 1``
+  to the same [-1, 1] input.) Our videos arrive as (B, T, 3, H, W) in [0, 1]: ``2 x - 1`` and
+  a permute give FAR's input. Batches of 32 videos, as FAR.
+* Statistics: mean and covariance (``np.cov``, ddof 1, as FAR) in float64; the distance
+  ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 sqrtm(S1 S2))`` with ``scipy.linalg.sqrtm``, real part.
+"""
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg
+import torch
+from torch import Tensor
+
+from .errors import require_asset
+
+ASSET = "i3d_torchscript"
+I3D_KWARGS = {"rescale": False, "resize": True, "return_features": True}
+FEATURE_DIM = 400
+BATCH_SIZE = 32  # FAR's extract_features_in_batches
+
+
+# ----------------------------------------------------------------------------- Fréchet distance
+
+def _check_stats(mu1, sigma1, mu2, sigma2):
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    d = mu1.shape[0]
+    if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
+        raise ValueError(f"mismatched Gaussian statistics: mu {mu1.shape}/{mu2.shape}, "
+                         f"sigma {sigma1.shape}/{sigma2.shape}")
+    return mu1, sigma1, mu2, sigma2
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64 via ``sqrtm``.
+
+    As FAR/StyleGAN-V: ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 sqrtm(S1 S2))``, real part. If the
+    square root is not finite (near-singular product), ``eps * I`` is added to both covariances
+    (the pytorch-fid rule); a large imaginary part (numerical error) is warned about, then dropped.
+    """
+    mu1, sigma1, mu2, sigma2 = _check_stats(mu1, sigma1, mu2, sigma2)
+    diff = mu1 - mu2
+    with warnings.catch_warnings():
+        # singular products are the rule for FVD (fewer videos than 400 feature dimensions)
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(sigma1.shape[0]) * eps
+            covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        imag = np.max(np.abs(np.diagonal(covmean).imag))
+        if imag > 1e-3:
+            warnings.warn(f"sqrtm(S1 S2) has an imaginary component {imag:.3g} (numerical error); "
+                          "using its real part, as FAR does", RuntimeWarning, stacklevel=2)
+        covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def frechet_distance_eig(mu1, sigma1, mu2, sigma2) -> float:
+    """The same distance via eigenvalues: tr sqrtm(S1 S2) = sum sqrt(eig(S1^1/2 S2 S1^1/2)).
+
+    Symmetric eigendecompositions only, so faster and free of complex round-off; negative
+    eigenvalues from round-off are clipped to 0.
+    """
+    mu1, sigma1, mu2, sigma2 = _check_stats(mu1, sigma1, mu2, sigma2)
+    diff = mu1 - mu2
+    w, v = np.linalg.eigh((sigma1 + sigma1.T) / 2)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    m = root1 @ sigma2 @ root1
+    ev = np.linalg.eigvalsh((m + m.T) / 2)
+    tr_covmean = np.sqrt(np.clip(ev, 0, None)).sum()
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+
+
+# ----------------------------------------------------------------------------- feature statistics
+
+class FeatureStats:
+    """Streaming mean and covariance of feature vectors in float64 (Chan et al. pairwise merge).
+
+    ``update`` takes (n, d) batches; the features themselves are not kept. ``cov`` uses
+    ``ddof=1`` by default, as ``np.cov`` in FAR (StyleGAN-V's own stats divide by n: ``ddof=0``).
+    """
+
+    def __init__(self, dim: int | None = None):
+        self.dim = dim
+        self.n = 0
+        self._mean = None if dim is None else np.zeros(dim)
+        self._scatter = None if dim is None else np.zeros((dim, dim))  # sum of centred outer products
+
+    def update(self, feats) -> "FeatureStats":
+        x = feats.detach().cpu().double().numpy() if isinstance(feats, Tensor) else np.asarray(feats, np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"features must be (n, d), got shape {x.shape}")
+        if self.dim is None:
+            self.dim = x.shape[1]
+            self._mean, self._scatter = np.zeros(self.dim), np.zeros((self.dim, self.dim))
+        if x.shape[1] != self.dim:
+            raise ValueError(f"feature dimension {x.shape[1]} != {self.dim}")
+        nb = x.shape[0]
+        if nb == 0:
+            return self
+        mean_b = x.mean(0)
+        xc = x - mean_b
+        scatter_b = xc.T @ xc
+        n = self.n + nb
+        delta = mean_b - self._mean
+        self._scatter += scatter_b + np.outer(delta, delta) * (self.n * nb / n)
+        self._mean += delta * (nb / n)
+        self.n = n
+        return self
+
+    def merge(self, other: "FeatureStats") -> "FeatureStats":
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            self.dim, self.n = other.dim, other.n
+            self._mean, self._scatter = other._mean.copy(), other._scatter.copy()
+            return self
+        if other.dim != self.dim:
+            raise ValueError(f"feature dimension {other.dim} != {self.dim}")
+        n = self.n + other.n
+        delta = other._mean - self._mean
+        self._scatter += other._scatter + np.outer(delta, delta) * (self.n * other.n / n)
+        self._mean += delta * (other.n / n)
+        self.n = n
+        return self
+
+    @property
+    def mean(self) -> np.ndarray:
+        if self.n == 0:
+            raise ValueError("no features accumulated")
+        return self._mean.copy()
+
+    def cov(self, ddof: int = 1) -> np.ndarray:
+        if self.n - ddof <= 0:
+            raise ValueError(f"need more than {ddof} feature vectors for a covariance, have {self.n}")
+        return self._scatter / (self.n - ddof)
+
+    @classmethod
+    def of(cls, feats) -> "FeatureStats":
+        return cls().update(feats)
+
+
+def fvd_from_stats(real: FeatureStats, fake: FeatureStats) -> float:
+    return frechet_distance(fake.mean, fake.cov(), real.mean, real.cov())
+
+
+def fvd(real_feats, fake_feats) -> float:
+    """FVD between two feature sets (n, d), as FAR's ``compute_fvd`` (np.cov, sqrtm)."""
+    return fvd_from_stats(FeatureStats.of(real_feats), FeatureStats.of(fake_feats))
+
+
+# ----------------------------------------------------------------------------- the I3D network
+
+@lru_cache(maxsize=2)
+def _load_i3d(path: str, mtime_ns: int, device: str) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+        return torch.jit.load(path, map_location=device).eval()
+
+
+class I3DFeatures:
+    """I3D features of videos (B, T, 3, H, W) in [0, 1] -> (B, 400) float64, FAR's convention."""
+
+    def __init__(self, device: torch.device | str = "cpu", batch_size: int = BATCH_SIZE,
+                 path: str | Path | None = None):
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        path = Path(path) if path is not None else require_asset("fvd", ASSET)
+        self.path = path
+        self.detector = _load_i3d(str(path), path.stat().st_mtime_ns, str(self.device))
+
+    @staticmethod
+    def network_input(videos: Tensor) -> Tensor:
+        """(B, T, 3, H, W) in [0, 1] -> the network's (B, 3, T, H, W) float32 in [-1, 1]."""
+        if videos.dim() != 5 or videos.shape[2] != 3:
+            raise ValueError(f"expected videos (B, T, 3, H, W), got {tuple(videos.shape)}")
+        return (videos.float() * 2 - 1).permute(0, 2, 1, 3, 4).contiguous()
+
+    @torch.no_grad()
+    def __call__(self, videos: Tensor) -> torch.Tensor:
+        if videos.dim() != 5 or videos.shape[2] != 3:
+            raise ValueError(f"expected videos (B, T, 3, H, W), got {tuple(videos.shape)}")
+        if videos.shape[1] < 2:
+            raise ValueError("FVD needs videos of more than 1 frame")
+        out = []
+        for i in range(0, videos.shape[0], self.batch_size):
+            x = self.network_input(videos[i:i + self.batch_size].to(self.device))
+            out.append(self.detector(x, **I3D_KWARGS).double().cpu())
+        if not out:
+            return torch.zeros(0, FEATURE_DIM, dtype=torch.float64)
+        return torch.cat(out)
+
+    def stats(self, videos: Tensor, into: FeatureStats | None = None) -> FeatureStats:
+        """Accumulate the features of ``videos`` into ``into`` (a new ``FeatureStats`` by default)."""
+        into = into if into is not None else FeatureStats()
+        return into.update(self(videos))
+
+
+# ----------------------------------------------------------------------------- protocol helpers
+
+def fvd_clips(videos: Tensor, include_context: bool, context_frames: int, min_frames: int) -> Tensor:
+    """The frames FVD sees under a protocol: (V, T, C, H, W) -> the whole clip, or the predicted
+    frames after ``context_frames`` only; raises for clips shorter than ``min_frames`` (or < 2)."""
+    if videos.dim() != 5:
+        raise ValueError(f"expected videos (V, T, C, H, W), got {tuple(videos.shape)}")
+    if not 0 <= context_frames <= videos.shape[1]:
+        raise ValueError(f"context_frames {context_frames} not in [0, {videos.shape[1]}]")
+    clips = videos if include_context else videos[:, context_frames:]
+    need = max(min_frames, 2)
+    if clips.shape[1] < need:
+        what = "whole clips" if include_context else "predicted frames"
+        raise ValueError(f"FVD needs clips of at least {need} frames; the {what} have {clips.shape[1]}")
+    return clips
+
+
+def fvd_videos(real: Tensor, fake: Tensor, device: torch.device | str = "cpu",
+               batch_size: int = BATCH_SIZE) -> float:
+    """FVD between two sets of videos (V, T, 3, H, W) in [0, 1] (FAR: generated vs real)."""
+    if real.shape[1:] != fake.shape[1:]:
+        raise ValueError(f"real clips {tuple(real.shape[1:])} and fake clips {tuple(fake.shape[1:])} differ")
+    net = I3DFeatures(device, batch_size)
+    return fvd_from_stats(net.stats(real), net.stats(fake))
+
+
+__all__ = ["frechet_distance", "frechet_distance_eig", "FeatureStats", "fvd", "fvd_from_stats",
+           "I3DFeatures", "fvd_clips", "fvd_videos", "I3D_KWARGS", "FEATURE_DIM", "ASSET"]
