@@ -71,12 +71,15 @@ def barrier() -> None:
 
 # ----------------------------------------------------------------------------- pieces
 
-def collate(items: list) -> VideoBatch:
-    """Stack loader clips (objects with ``video``, optional ``actions``/``label``) into a VideoBatch."""
-    video = torch.stack([it.video for it in items])
-    actions = torch.stack([it.actions for it in items]) if items[0].actions is not None else None
-    labels = torch.tensor([it.label for it in items]) if getattr(items[0], "label", None) is not None else None
-    return VideoBatch(video=video, labels=labels, actions=actions)
+def collate(items: list[dict]) -> VideoBatch:
+    """Stack loader clips (dicts with ``video`` and optional ``actions``, ``label``, ``covariates``,
+    ``mask``) into a VideoBatch."""
+    def stacked(key: str):
+        return torch.stack([it[key] for it in items]) if items[0].get(key) is not None else None
+
+    labels = torch.tensor([it["label"] for it in items]) if items[0].get("label") is not None else None
+    return VideoBatch(video=stacked("video"), labels=labels, actions=stacked("actions"),
+                      covariates=stacked("covariates"), masks=stacked("mask"))
 
 
 class EMA:
@@ -142,6 +145,15 @@ def _batches(loader: DataLoader, sampler: DistributedSampler | None) -> Iterator
         epoch += 1
 
 
+def _gather(state: torch.Tensor, world: int) -> list[torch.Tensor]:
+    """Every process's RNG state, in rank order."""
+    if world == 1:
+        return [state]
+    states: list = [None] * world
+    dist.all_gather_object(states, state)
+    return states
+
+
 def _to(batch: VideoBatch, device: torch.device) -> VideoBatch:
     return VideoBatch(**{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.__dict__.items()})
 
@@ -179,6 +191,14 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: Path,
         ema.shadow = state["ema"]
         opt.load_state_dict(state["opt"])
         start, losses = state["step"], list(state["losses"])
+        # the loss's noise and timesteps continue as if never stopped (each process its own stream)
+        if len(state["rng"]) == world:
+            torch.set_rng_state(state["rng"][rank])
+            if "cuda_rng" in state and device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"][rank], device)
+        else:
+            log(f"[train] {last} was written by {len(state['rng'])} processes, now {world}: "
+                "random streams restart")
         log(f"[train] resuming {last} at step {start}")
     resumed_from = start
 
@@ -225,9 +245,13 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: Path,
             pbar.update(1)
             if step % cfg.log_every == 0:
                 pbar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if ((step + 1) % cfg.ckpt_every == 0) and step + 1 < cfg.steps:
+            rng = {"rng": _gather(torch.get_rng_state(), world)}
+            if device.type == "cuda":
+                rng["cuda_rng"] = _gather(torch.cuda.get_rng_state(device), world)
         if rank == 0 and ((step + 1) % cfg.ckpt_every == 0) and step + 1 < cfg.steps:
             save_checkpoint(last, {"model": core.state_dict(), "ema": ema.shadow, "opt": opt.state_dict(),
-                                   "step": step + 1, "losses": losses, "config": asdict(cfg)})
+                                   "step": step + 1, "losses": losses, "config": asdict(cfg), **rng})
         barrier()
     if pbar is not None:
         pbar.close()
