@@ -1,7 +1,12 @@
-"""Command line: ``python -m bench <verb> [options]``.
+"""Command line: ``python -m bench <verb> [options] [key=value ...]``.
 
-Verbs so far: ``run`` (for now a short, self-checking FAR demo; the protocol harness replaces it)
-and ``ls``.
+Verbs: ``run`` (train if needed, sample, score, record), ``train``, ``score`` (recompute metrics from
+the sample store), ``table`` (leaderboards into results/), ``profile`` (cost across context lengths),
+``assets`` (metric networks and official checkpoints), ``ls`` (models and tasks with their hashes).
+
+``key=value`` overrides after the verb set fields of the run (``scale=paper``), of the model
+(``model.num_layers=2``) or of the training loop (``train.steps=100``); values are parsed as YAML
+scalars, as hydra does.
 """
 
 from __future__ import annotations
@@ -9,25 +14,125 @@ from __future__ import annotations
 import argparse
 import sys
 
+import yaml
+
+from bench.registry import UnknownName
+
+
+def _scalar(raw: str):
+    """YAML scalar, with YAML 1.1's gap closed: ``3e-4`` is a float, not a string."""
+    value = yaml.safe_load(raw) if raw else None
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def parse_overrides(items: list[str]) -> tuple[dict, dict, dict]:
+    """``a=1 model.b=x train.c=2`` -> (run options, model options, train options)."""
+    run, model, train = {}, {}, {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"override {item!r} is not of the form key=value")
+        value = _scalar(raw)
+        if key.startswith("model."):
+            model[key.removeprefix("model.")] = value
+        elif key.startswith("train."):
+            train[key.removeprefix("train.")] = value
+        else:
+            run[key] = value
+    return run, model, train
+
+
+def _run_config(args, overrides: list[str]):
+    from dataclasses import fields, replace
+
+    from bench.run import RunConfig
+    run_opts, model_opts, train_opts = parse_overrides(overrides)
+    cfg = RunConfig(model=args.model, task=args.task, scale=args.scale, data_root=args.data_root,
+                    checkpoint=args.checkpoint, workdir=args.workdir, results=args.results, device=args.device,
+                    compare_dummy=not args.no_dummy, progress=not args.no_progress,
+                    model_options=model_opts, train_options=train_opts)
+    valid = {f.name for f in fields(RunConfig)} - {"model_options", "train_options"}
+    unknown = set(run_opts) - valid
+    if unknown:
+        raise SystemExit(f"unknown run option(s) {sorted(unknown)}; valid: {sorted(valid)} "
+                         f"(model.<field>=..., train.<field>=... for the model and the training loop)")
+    return replace(cfg, **run_opts)
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="far")
+    p.add_argument("--task", default="dmlab_long")
+    p.add_argument("--scale", default="quick", choices=("quick", "paper"),
+                   help="quick: CPU minutes (default); paper: the protocol exactly")
+    p.add_argument("--data-root", default=None, help="dataset root (else $FARZOO_<DATASET>_ROOT, "
+                   "$FARZOO_DATA/<dataset>, else the built-in stand-in)")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--workdir", default="runs", help="checkpoints and sample stores")
+    p.add_argument("--results", default="results", help="run records, grids and tables")
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-dummy", action="store_true", help="do not score the dummy model alongside")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", help="key=value, model.key=value, train.key=value")
+
+
+def _ls() -> int:
+    from bench.registry import MODELS
+    from bench.tasks import TASKS
+    print("models:")
+    for name in MODELS:
+        print(f"  {name}")
+    print("tasks:                 paper hash    quick hash    parts")
+    for name, t in TASKS.items():
+        parts = ", ".join(f"{p.name}: {p.context_frames}->{p.predict_frames} {p.condition}" for p in t.parts)
+        print(f"  {name:<20} {t.hash('paper')}  {t.hash('quick')}  {t.dataset} {t.resolution}px; {parts}")
+    return 0
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="verb", required=True)
-    run = sub.add_parser("run", help="run a model on a task")
-    run.add_argument("--model", default="far")
-    run.add_argument("--task", default="dmlab_long")
-    run.add_argument("--steps", type=int, default=150, help="demo training steps")
-    run.add_argument("--seed", type=int, default=0)
-    sub.add_parser("ls", help="list models and tasks")
+    _add_run_args(sub.add_parser("run", help="train if needed, sample, score, write a record"))
+    _add_run_args(sub.add_parser("train", help="train a model on a task's training data"))
+    _add_run_args(sub.add_parser("score", help="recompute metrics from the sample store"))
+    sub.add_parser("ls", help="list models and tasks with their protocol hashes")
+    for verb, helptext in (("table", "render leaderboards into results/"), ("assets", "list/verify/fetch assets"),
+                           ("profile", "measure time/memory across context lengths")):
+        sub.add_parser(verb, help=helptext, add_help=False)
+    if argv and argv[0] in ("table", "assets", "profile"):
+        verb, rest = argv[0], argv[1:]
+        if verb == "table":
+            from bench.results import main as table_main
+            return table_main(["table", *rest])
+        if verb == "assets":
+            from bench.assets import main as assets_main
+            return assets_main(rest)
+        from bench.profile import main as profile_main
+        return profile_main(rest)
     args = parser.parse_args(argv)
-
     if args.verb == "ls":
-        from bench.demo import MODELS, TASKS
-        print("models:", ", ".join(MODELS))
-        print("tasks: ", ", ".join(TASKS))
-        return 0
-    from bench.demo import run_demo
-    return run_demo(args.model, args.task, steps=args.steps, seed=args.seed)
+        return _ls()
+    try:
+        cfg = _run_config(args, args.overrides)
+        from bench.registry import get_model_factory, get_task
+        get_task(cfg.task), get_model_factory(cfg.model)
+        from bench.run import run, score
+        if args.verb == "train":
+            from dataclasses import replace
+            run(replace(cfg, train_only=True))
+        elif args.verb == "score":
+            score(cfg)
+        else:
+            run(cfg)
+    except UnknownName as e:
+        raise SystemExit(str(e)) from None
+    return 0
 
 
 if __name__ == "__main__":

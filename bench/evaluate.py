@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -67,8 +67,18 @@ def read_sample(path: Path) -> Tensor:
         return from_uint8(f["frames"])
 
 
-def sample_keys(task: Task, part: Part) -> list[SampleKey]:
-    return [SampleKey(part.name, s, v, t) for s in task.seeds for v in range(task.num_videos)
+def num_samples(task: Task, dataset) -> int:
+    """Videos sampled per (part, seed, trajectory): the task's count, or the whole set when it says 0 (all)."""
+    return task.num_videos or len(dataset)
+
+
+def is_generation(part: Part) -> bool:
+    """No context frames: samples are compared with a real *set*, not clip by clip."""
+    return part.context_frames == 0
+
+
+def sample_keys(task: Task, part: Part, videos: int) -> list[SampleKey]:
+    return [SampleKey(part.name, s, v, t) for s in task.seeds for v in range(videos)
             for t in range(task.trajectories)]
 
 
@@ -94,17 +104,19 @@ def sample_to_store(model, task: Task, dataset, store: Path, *, batch_size: int 
                     progress: Callable[[Iterable], Iterable] = lambda it: it) -> int:
     """Sample every missing (part, seed, video, trajectory) of this process's share; returns how many."""
     device = torch.device(device)
-    if len(dataset) < task.num_videos:
-        raise ValueError(f"task {task.name} evaluates {task.num_videos} videos; the dataset has {len(dataset)}")
+    videos = num_samples(task, dataset)
     made = 0
     task_hash = task.hash()
     for part in task.parts:
+        if len(dataset) < videos and not is_generation(part):
+            raise ValueError(f"task {task.name} evaluates {videos} videos; the dataset has {len(dataset)}")
         if hasattr(model, "use_protocol_sampling"):
             model.use_protocol_sampling(part)
-        todo = [k for k in sample_keys(task, part) if k.video % world == rank and not k.path(store).exists()]
+        todo = [k for k in sample_keys(task, part, videos) if k.video % world == rank and not k.path(store).exists()]
         batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
         for keys in progress(batches):
-            clips = [dataset[k.video] for k in keys]
+            # generation: sample v takes the conditions (e.g. the class) of real clip v, cycling
+            clips = [dataset[k.video % len(dataset)] for k in keys]
             prompt = _prompt(clips, part, device)
             gens = [torch.Generator().manual_seed(derive_seed(task_hash, model.name, k.part, k.seed, k.video,
                                                               k.trajectory)) for k in keys]
@@ -117,12 +129,14 @@ def sample_to_store(model, task: Task, dataset, store: Path, *, batch_size: int 
 
 def load_part(task: Task, part: Part, dataset, store: Path, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     """Stored samples (V, N, Tp, C, H, W), ground truth (V, Tc + Tp, C, H, W) and context-included
-    samples for FVD (V, N, Tc + Tp, C, H, W), all float in [0, 1] (ground truth quantised to uint8 like the samples)."""
+    samples for FVD (V, N, Tc + Tp, C, H, W), all float in [0, 1] (ground truth quantised to uint8 like
+    the samples). For generation the ground truth is the whole real set (R, Tp, C, H, W)."""
     preds, truths = [], []
     tc, tp = part.context_frames, part.predict_frames
-    for v in range(task.num_videos):
-        gt = from_uint8(to_uint8(dataset[v]["video"][:tc + tp]))
-        truths.append(gt)
+    videos = num_samples(task, dataset)
+    real = range(len(dataset)) if is_generation(part) else range(videos)
+    truths = [from_uint8(to_uint8(dataset[v]["video"][:tc + tp])) for v in real]
+    for v in range(videos):
         trajs = []
         for t in range(task.trajectories):
             path = SampleKey(part.name, seed, v, t).path(store)
@@ -131,6 +145,8 @@ def load_part(task: Task, part: Part, dataset, store: Path, seed: int) -> tuple[
             trajs.append(read_sample(path))
         preds.append(torch.stack(trajs))
     pred, gt = torch.stack(preds), torch.stack(truths)
+    if is_generation(part):
+        return pred, gt, pred
     full = torch.cat([gt[:, None, :tc].expand(-1, pred.shape[1], -1, -1, -1, -1), pred], dim=2)
     return pred, gt, full
 
@@ -175,6 +191,50 @@ def score_metric(metric: Metric, part: Part, pred: Tensor, gt: Tensor, full: Ten
     return mean_over_videos(trajectory_reduce(per_video, metric.trajectories, metric.name))
 
 
+EARTHNET_METRICS = {"r2": "r2", "rmse": "rmse", "nse": "nse", "outperformance": "outperformance"}
+EARTH_SCORES = (*EARTHNET_METRICS, "ndvi_psnr")  # scored on NDVI by score_earthnet_part
+
+
+def ndvi_from_video(video: Tensor) -> Tensor:
+    """NDVI from the colour-infrared composite the GreenEarthNet loader gives (B8A, B04, B03): (..., T, H, W)."""
+    nir, red = video[..., 0, :, :].double(), video[..., 1, :, :].double()
+    return (nir - red) / (nir + red + 1e-8)
+
+
+def score_earthnet_part(task: Task, part: Part, dataset, store: Path, seed: int) -> dict[str, float]:
+    """GreenEarthNet's scores on clear-sky vegetation pixels (official en21x rules), and NDVI PSNR.
+
+    Each trajectory is scored as a prediction of its own; values are averaged over trajectories.
+    Outperformance needs the climatology prediction, which the stand-in and the cubes do not carry.
+    """
+    from bench.metrics import MetricUnavailable
+    from bench.metrics.earthnet import GreenEarthNetScorer, video_ndvi_psnr
+    names = [m.name for m in part.metrics if m.name in EARTH_SCORES]
+    if "outperformance" in names:
+        raise MetricUnavailable("outperformance", "needs the climatology baseline's predictions per cube",
+                                "compute GreenEarthNet's climatology predictions (not shipped here)")
+    tc = part.context_frames
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for t in range(task.trajectories):
+        scorer = GreenEarthNetScorer(context_frames=tc)
+        psnrs = []
+        for v in range(num_samples(task, dataset)):
+            clip = dataset[v]
+            pred = ndvi_from_video(read_sample(SampleKey(part.name, seed, v, t).path(store))).numpy()
+            target = clip["ndvi"][:, 0].double().numpy()
+            valid = clip["mask"][:, 0].numpy()
+            if any(n in EARTHNET_METRICS for n in names):
+                scorer.add(str(clip.get("id", v)), pred, target, valid, clip["landcover"].numpy())
+            psnrs.append(float(video_ndvi_psnr(pred, target[tc:], valid[tc:])))
+        result = scorer.result() if any(n in EARTHNET_METRICS for n in names) else {}
+        for n in names:
+            if n in EARTHNET_METRICS:
+                out[n].append(float(result[EARTHNET_METRICS[n]]))
+            elif n == "ndvi_psnr":
+                out[n].append(sum(psnrs) / len(psnrs))
+    return {n: sum(v) / len(v) for n, v in out.items() if v}
+
+
 def score_store(task: Task, dataset, store: Path, device: torch.device | str = "cpu",
                 log: Callable[[str], None] = print) -> dict[str, dict]:
     """Every metric of every part over every seed: {metric: Spread.as_dict() | unavailable}."""
@@ -185,9 +245,22 @@ def score_store(task: Task, dataset, store: Path, device: torch.device | str = "
         per_seed: dict[str, list[float]] = {m.name: [] for m in part.metrics}
         unavailable: dict[str, MetricUnavailable] = {}
         for seed in task.seeds:
+            if any(m.name in EARTH_SCORES for m in part.metrics):
+                try:
+                    for name, value in score_earthnet_part(task, part, dataset, store, seed).items():
+                        per_seed[name].append(value)
+                except MetricUnavailable as e:
+                    unavailable[e.metric] = e
+                    log(f"[score] {e.metric} unavailable: {e.reason}")
+                    keep = tuple(m for m in part.metrics if m.name != e.metric)
+                    for name, value in score_earthnet_part(task, replace(part, metrics=keep), dataset, store,
+                                                           seed).items():
+                        per_seed[name].append(value)
+            if all(m.name in EARTH_SCORES for m in part.metrics):
+                continue
             pred, gt, full = load_part(task, part, dataset, store, seed)
             for m in part.metrics:
-                if m.name in unavailable:
+                if m.name in unavailable or m.name in EARTH_SCORES:
                     continue
                 try:
                     per_seed[m.name].append(score_metric(m, part, pred, gt, full, device))

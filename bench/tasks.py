@@ -84,7 +84,8 @@ class Task:
             parts[i] = replace(parts[i], context_frames=ctx, predict_frames=pred)
         parts = [replace(p, num_steps=min(p.num_steps, q.num_steps)) for p in parts]
         frames = max(p.context_frames + p.predict_frames for p in parts)
-        return replace(self, num_videos=min(self.num_videos, q.num_videos),
+        videos = min(self.num_videos, q.num_videos) if self.num_videos else q.num_videos  # 0 = all
+        return replace(self, num_videos=videos,
                        trajectories=min(self.trajectories, q.trajectories), seeds=q.seeds,
                        resolution=q.resolution or self.resolution, num_frames=min(self.num_frames, frames),
                        parts=tuple(parts))
@@ -125,7 +126,7 @@ def _long(dataset: str, res: int, notes: str) -> Task:
             Part("B", 36, 264, "action", _FVD, drop_conditions=True),
         ),
         notes=notes,
-        quick=QuickScale(num_videos=4, seeds=(0,), num_steps=10, horizons=((36, 12), (36, 12))),
+        quick=QuickScale(num_videos=4, seeds=(0,), num_steps=10, resolution=32, horizons=((36, 12), (36, 12))),
     )
 
 

@@ -22,12 +22,31 @@ def test_readme_commands_and_ci_agree():
     assert "README.md" in (REPO / ".ci" / "run").read_text()
 
 
-def test_demo_run_completes(capsys):
-    assert main(["run", "--model", "far", "--task", "dmlab_long", "--steps", "3"]) == 0
+def test_ls_lists_every_model_and_task_with_hashes(capsys):
+    from bench.registry import MODELS
+    from bench.tasks import TASKS
+    assert main(["ls"]) == 0
     out = capsys.readouterr().out
-    assert "synthetic" in out and "cache_vs_nocache_max_abs_diff" in out
+    for name in MODELS:
+        assert f"  {name}" in out
+    for name, task in TASKS.items():
+        assert name in out and task.hash("paper") in out and task.hash("quick") in out
 
 
-def test_unknown_names_suggest(capsys):
+def test_unknown_names_suggest():
     with pytest.raises(SystemExit, match="dmlab_long"):
         main(["run", "--model", "far", "--task", "dmlab_lon"])
+    with pytest.raises(SystemExit, match="far"):
+        main(["run", "--model", "fra", "--task", "dmlab_long"])
+
+
+def test_overrides_are_typed_and_routed():
+    from bench.__main__ import parse_overrides
+    run, model, train = parse_overrides(["scale=paper", "model.num_layers=2", "train.lr=3e-4",
+                                         "model.codec=unshuffle8", "compare_dummy=false"])
+    assert run == {"scale": "paper", "compare_dummy": False}
+    assert model == {"num_layers": 2, "codec": "unshuffle8"} and train == {"lr": 3e-4}
+    with pytest.raises(SystemExit, match="key=value"):
+        parse_overrides(["oops"])
+    with pytest.raises(SystemExit, match="unknown run option"):
+        main(["run", "bogus=1"])

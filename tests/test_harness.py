@@ -89,7 +89,7 @@ def test_store_roundtrip_is_lossless_and_atomic(tmp_path):
 def test_dummy_store_resumes_without_redoing(tmp_path):
     task, data, model = tiny_task(), moving_videos(5), RepeatLastFrame()
     n = sample_to_store(model, task, data, tmp_path, batch_size=3)
-    assert n == len(sample_keys(task, task.parts[0])) == 5 * 2 * 2
+    assert n == len(sample_keys(task, task.parts[0], 5)) == 5 * 2 * 2
     assert sample_to_store(model, task, data, tmp_path, batch_size=3) == 0
     victim = SampleKey("A", 1, 4, 0).path(tmp_path)
     victim.unlink()
@@ -116,7 +116,7 @@ def test_far_samples_do_not_depend_on_batching_or_processes(tmp_path):
     sample_to_store(model, task, data, tmp_path / "one", batch_size=4)
     for rank in (0, 1):  # two "processes", each its share of the videos, batch of one
         sample_to_store(model, task, data, tmp_path / "two", batch_size=1, rank=rank, world=2)
-    for key in sample_keys(task, task.parts[0]):
+    for key in sample_keys(task, task.parts[0], 3):
         a, b = read_sample(key.path(tmp_path / "one")), read_sample(key.path(tmp_path / "two"))
         assert (a - b).abs().max() <= 1 / 255 + 1e-6, key  # float noise may flip a rounding
     pred, gt, full = load_part(task, task.parts[0], data, tmp_path / "one", 0)

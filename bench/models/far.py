@@ -24,15 +24,29 @@ from far.long_context import sample_long_context_clip
 from far.model import FAR, FARConfig, PRESETS, count_parameters
 from far.sample import SamplerConfig, rollout
 
-# Official preset per dataset at paper scale (showlab/FAR configs).
-PAPER_PRESET = {"dmlab": "FAR-B-Long", "minecraft": "FAR-M-Long", "bair": "FAR-B", "ucf101": "FAR-L",
-                "greenearthnet": "FAR-B"}
-PAPER_CODEC = {"dmlab": "dcae-8x", "minecraft": "dcae-16x", "bair": "dcae-8x", "ucf101": "dcae-8x",
-               "greenearthnet": "dcae-8x"}
+# The official setting per task at paper scale (showlab/FAR configs and released weights):
+# task -> (preset, codec, transformer weights asset, DC-AE weights asset) in bench.assets.ASSETS.
+PAPER = {
+    "dmlab_long": ("FAR-B-Long", "dcae-8x", "far_b_long_dmlab", "dcae_dmlab_res64"),
+    "minecraft_long": ("FAR-M-Long", "dcae-16x", "far_m_long_minecraft", "dcae_minecraft_res128"),
+    "bair_pred": ("FAR-B", "dcae-8x", "far_b_bair", "dcae_bair_res64"),
+    "bair_pred14": ("FAR-B", "dcae-8x", "far_b_bair", "dcae_bair_res64"),
+    "ucf101_pred": ("FAR-B", "dcae-8x", "far_b_ucf101", "dcae_ucf101_res64"),
+    "ucf101_pred_mcvd": ("FAR-B", "dcae-8x", "far_b_ucf101", "dcae_ucf101_res64"),
+    "ucf101_cond128": ("FAR-L", "dcae-16x", "far_l_ucf101_cond128", "dcae_ucf101_res128"),
+    "ucf101_cond128_10k": ("FAR-L", "dcae-16x", "far_l_ucf101_cond128", "dcae_ucf101_res128"),
+    "ucf101_uncond128": ("FAR-L", "dcae-16x", "far_l_ucf101_uncond128", "dcae_ucf101_res128"),
+    "ucf101_cond256": ("FAR-L", "dcae-32x", "far_l_ucf101_cond256", "dcae_ucf101_res256"),
+    "ucf101_uncond256": ("FAR-L", "dcae-32x", "far_l_ucf101_uncond256", "dcae_ucf101_res256"),
+}
+# Tasks FAR was not released for get FAR-B in an 8x DC-AE space and no official weights.
+OTHER = ("FAR-B", "dcae-8x", None, None)
 ACTION_CLASSES = {"dmlab": 4, "minecraft": 4}  # official tables: 4 actions + null
-# (preset, condition) -> name in bench.assets.ASSETS of the released weights
-OFFICIAL_ASSET = {("FAR-B-Long", "action"): "far_b_long_dmlab", ("FAR-M-Long", "action"): "far_m_long_minecraft",
-                  ("FAR-L", "label"): "far_l_ucf101_cond", ("FAR-B", "none"): "far_b_bair"}
+
+
+def quick_unshuffle(resolution: int) -> int:
+    """Pixel-unshuffle factor of the quick-scale latent space: 8x8 latent tokens per frame."""
+    return max(1, resolution // 8)
 
 
 @dataclass
@@ -49,6 +63,8 @@ class FARModelConfig:
     num_classes: int = 0
     codec: str = "unshuffle8"  # "dcae-8x" | "dcae-16x" | "dcae-32x" | "unshuffle<r>"
     vae_weights: str | None = None
+    official_weights: str | None = None  # asset names of the released transformer and DC-AE
+    official_vae: str | None = None
     checkpoint: str | None = None
     num_steps: int = 50
     guidance_scale: float = 1.0
@@ -65,18 +81,19 @@ def default_config(variant: str, task: Task, scale: str) -> FARModelConfig:
     cond = part.condition if part.condition in ("label", "action") else "none"
     num_classes = {"label": 101, "action": ACTION_CLASSES.get(task.dataset, 4)}.get(cond, 0)
     if scale == "paper":
-        preset = PAPER_PRESET[task.dataset]
-        cfg = FARModelConfig(preset=preset, codec=PAPER_CODEC[task.dataset], condition=cond,
-                             num_classes=num_classes, long_context=preset.endswith("Long"),
-                             short_term_ctx_winsize=16)
+        preset, codec, weights, vae = PAPER.get(task.name, OTHER)
+        cfg = FARModelConfig(preset=preset, codec=codec, condition=cond, num_classes=num_classes,
+                             long_context=preset.endswith("Long"), short_term_ctx_winsize=16,
+                             official_weights=weights, official_vae=vae)
     else:
         long = task.num_frames > 16
-        factor = 8 if task.resolution <= 64 else 16
+        factor = quick_unshuffle(task.resolution)
         cfg = FARModelConfig(codec=f"unshuffle{factor}", condition=cond, num_classes=num_classes,
                              long_context=long, context_patch_size=4 if task.resolution // factor >= 4 else 1,
                              short_term_ctx_winsize=8 if long else 16)
     if variant == "far_sliding":
-        cfg = replace(cfg, long_context=False, preset=cfg.preset.replace("-Long", "") if cfg.preset else None)
+        cfg = replace(cfg, long_context=False, preset=cfg.preset.replace("-Long", "") if cfg.preset else None,
+                      official_weights=None)  # no released sliding-window weights
     return cfg
 
 
@@ -120,9 +137,15 @@ class FARVideoModel(nn.Module):
         from far.official import load_official_state_dict, read_state_dict
         load_official_state_dict(self.net, read_state_dict(str(path)), source=str(path))
 
-    def official_asset(self) -> str | None:
-        """The asset-store name of the official weights for this configuration, if there are any."""
-        return OFFICIAL_ASSET.get((self.model_config.preset, self.model_config.condition))
+    def official_assets(self) -> tuple[str | None, str | None]:
+        """Asset-store names of the released (transformer, DC-AE) weights for this setting, if any."""
+        return self.model_config.official_weights, self.model_config.official_vae
+
+    def load_codec_weights(self, path: str | Path) -> None:
+        from far.official import read_state_dict
+        if not hasattr(self.codec, "vae"):
+            raise ValueError(f"codec {self.model_config.codec!r} has no weights to load ({path})")
+        self.codec.vae.load_state_dict(read_state_dict(str(path)), strict=True)
 
     def use_protocol_sampling(self, part: Part) -> None:
         """The protocol pins guidance, steps and null conditioning for each part."""

@@ -18,7 +18,7 @@ from baselines.video_dit import (PRESETS, DiTLossConfig, DiTSamplerConfig, Video
                                  count_parameters, resolve_stride, rope_axes, sample_video, sampling_cost,
                                  sliding_windows, training_flops, video_dit_loss)
 from bench.api import Clip, Cost, Prompt, VideoBatch
-from bench.models.far import ACTION_CLASSES, PAPER_CODEC
+from bench.models.far import ACTION_CLASSES, OTHER, PAPER, quick_unshuffle
 from bench.tasks import Part, Task
 from far.autoencoder import build_codec
 
@@ -54,9 +54,9 @@ def default_config(task: Task, scale: str) -> VideoDiTModelConfig:
     cond = part.condition if part.condition in ("label", "action") else "none"
     num_classes = {"label": 101, "action": ACTION_CLASSES.get(t.dataset, 4)}.get(cond, 0)
     if scale == "paper":
-        return VideoDiTModelConfig(preset=PAPER_PRESET.get(t.dataset, "VideoDiT-B"), codec=PAPER_CODEC[t.dataset],
+        return VideoDiTModelConfig(preset=PAPER_PRESET.get(t.dataset, "VideoDiT-B"), codec=PAPER.get(t.name, OTHER)[1],
                                    window=16, condition=cond, num_classes=num_classes)
-    factor = 8 if t.resolution <= 64 else 16
+    factor = quick_unshuffle(t.resolution)
     return VideoDiTModelConfig(codec=f"unshuffle{factor}", window=min(16, t.num_frames), condition=cond,
                                num_classes=num_classes)
 
