@@ -255,7 +255,7 @@ def run(run: RunConfig, log=print) -> list[Path]:
     if hasattr(model, "to"):
         model.to(device)
     run_dir = Path(run.workdir) / f"{task.name}__{run.scale}" / run.model
-    weights = obtain_weights(run, base_task, model, source, run_dir, device, log=log)
+    weights = obtain_weights(run, task, model, source, run_dir, device, log=log)
     if run.train_only:
         return []
 

@@ -66,3 +66,19 @@ def test_far_trains_then_one_and_two_processes_agree(tmp_path, maze_root):
     assert rec2["extra"]["world_size"] == 2 and rec3["extra"]["world_size"] == 1
     for name in ("psnr", "ssim"):
         assert rec2["metrics"][name]["mean"] == pytest.approx(rec3["metrics"][name]["mean"], abs=1e-3), name
+
+
+def test_training_data_is_at_the_run_scale(tmp_path, maze_root, monkeypatch):
+    """`bench train` at quick scale trains on quick-scale clips (frames and resolution), not the protocol's."""
+    import bench.run
+    from bench.registry import get_task
+    seen = {}
+
+    def fake_train(model, dataset, cfg, out, device=None, log=print):
+        seen["shape"] = tuple(dataset[0]["video"].shape)
+        raise SystemExit(0)
+    monkeypatch.setattr(bench.run, "train", fake_train)
+    with pytest.raises(SystemExit):
+        main(["train", *_args(tmp_path, maze_root, "far")[1:], *TINY])
+    quick = get_task("dmlab_long").at_scale("quick")
+    assert seen["shape"] == (quick.num_frames, 3, quick.resolution, quick.resolution)
