@@ -14,8 +14,14 @@ GAP = 4  # pixels between frames
 BAND = 14  # height of the text band above each block
 
 
+MIN_FRAME = 96  # small frames are enlarged (nearest neighbour) to at least this many pixels
+
+
 def _frames_row(frames: Tensor) -> np.ndarray:
-    """(T, C, H, W) in [0, 1] -> (H, T * (W + GAP) - GAP, 3) uint8 on a white background."""
+    """(T, C, H, W) in [0, 1] -> (H', T * (W' + GAP) - GAP, 3) uint8 on a white background."""
+    scale = max(1, MIN_FRAME // frames.shape[-1])
+    if scale > 1:
+        frames = frames.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
     t, c, h, w = frames.shape
     if c == 1:
         frames = frames.expand(t, 3, h, w)
@@ -45,7 +51,7 @@ def render_grid(context: Tensor, prediction: Tensor, truth: Tensor, path: Path, 
     """
     v = min(max_videos, prediction.shape[0])
     ctx_idx, pred_idx = pick_frames(context.shape[1], prediction.shape[1])
-    frame_w = prediction.shape[-1]
+    frame_w = prediction.shape[-1] * max(1, MIN_FRAME // prediction.shape[-1])
     blocks = []
     for i in range(v):
         for name, future in (("prediction", prediction[i]), ("ground truth", truth[i])):
