@@ -22,8 +22,6 @@ import argparse
 import csv
 import json
 import platform
-import statistics
-import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -89,11 +87,6 @@ def decode_shape(frames: int, tokens_per_frame: int = 256, heads: int = 12, head
                      FrameLayout.uniform(frames, tokens_per_frame))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _dense_sdpa(q, k, v):
     if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -134,30 +127,18 @@ def time_attention(backend: str, shape: AttnShape, dtype: torch.dtype = torch.bf
                 with torch.no_grad():
                     attend()
 
-        for _ in range(warmup):
-            step()
-        _sync(device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        times = []
-        for _ in range(iters):
-            _sync(device)
-            start = time.perf_counter()
-            step()
-            _sync(device)
-            times.append(time.perf_counter() - start)
+        from bench.profile import timed
+        median, times, peak = timed(step, device, warmup, iters)
     except Exception as e:  # noqa: BLE001 -- recorded in the row, the sweep goes on
         row.update(error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300])
         if device.type == "cuda":
             torch.cuda.empty_cache()
         return row
-    median = statistics.median(times)
     flops = shape.flops(fwd_bwd, dense=backend == DENSE)
     dense_flops = shape.flops(fwd_bwd, dense=True)
     row.update(time_ms=median * 1e3, time_ms_min=min(times) * 1e3, flops=flops,
                tflops=flops / median / 1e12, tflops_dense=dense_flops / median / 1e12,
-               peak_mem_mb=(torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-                            else None), error=None)
+               peak_mem_mb=peak / 2**20 if peak is not None else None, error=None)
     return row
 
 
