@@ -20,7 +20,7 @@ from bench.tasks import Part, Task
 from far.autoencoder import build_codec
 from far.cost import cache_bytes, sampling_cost, training_flops
 from far.flow import FlowLossConfig, flow_matching_loss
-from far.long_context import sample_long_context_clip
+from far.long_context import ClipWindow, sample_long_context_clip
 from far.model import FAR, FARConfig, PRESETS, count_parameters
 from far.sample import SamplerConfig, rollout
 
@@ -74,6 +74,9 @@ class FARModelConfig:
     condition_dropout: float = 0.1
     attention_backend: str = "sdpa"
     gradient_checkpointing: bool = False
+    # FAR-Long training clips: "random" (official: random length and start) or "full" (the whole
+    # clip, as the profiler needs for a fixed sequence length)
+    long_clip: str = "random"
 
 
 def default_config(variant: str, task: Task, scale: str) -> FARModelConfig:
@@ -104,6 +107,8 @@ class FARVideoModel(nn.Module):
         super().__init__()
         self.name = name
         self.model_config = cfg
+        if cfg.long_clip not in ("random", "full"):
+            raise ValueError(f"FAR option long_clip must be 'random' or 'full', got {cfg.long_clip!r}")
         self.codec = build_codec(cfg.codec, cfg.vae_weights)
         self.trainable = True
         self.conditions = frozenset({cfg.condition}) - {"none"}
@@ -158,7 +163,10 @@ class FARVideoModel(nn.Module):
         cfg = self.net.cfg
         num_long = 0
         if cfg.is_long and video.shape[1] > cfg.short_term_ctx_winsize:
-            clip = sample_long_context_clip(video.shape[1], cfg.short_term_ctx_winsize)
+            if self.model_config.long_clip == "full":
+                clip = ClipWindow(0, video.shape[1], video.shape[1] - cfg.short_term_ctx_winsize)
+            else:
+                clip = sample_long_context_clip(video.shape[1], cfg.short_term_ctx_winsize)
             video = video[:, clip.start:clip.start + clip.length]
             actions = actions[:, clip.start:clip.start + clip.length] if actions is not None else None
             num_long = clip.num_long_term
