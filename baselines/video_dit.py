@@ -32,8 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from far.flow import (CLEAN_TIMESTEP, NUM_TRAIN_TIMESTEPS, add_noise, condition_dropout, euler_step,
-                      inference_schedule, sample_train_indices, train_sigmas, velocity_target)
+from far.flow import (CLEAN_TIMESTEP, euler_step, inference_schedule, sample_train_indices, train_sigmas,
+                      velocity_error)
 from far.model import (MLP, TIMESTEP_EMBED_CHANNELS, HeadRMSNorm, Modulation, TimestepMLP, apply_rope,
                        patchify, rope_tables, timestep_embedding, unpatchify)
 
@@ -266,15 +266,8 @@ def video_dit_loss(network: Callable[..., Tensor], x0: Tensor, *, cfg: DiTLossCo
         use = torch.rand((b,), generator=generator, device=device) < cfg.context_prob
         n_ctx = torch.where(use, lengths, n_ctx)
     clean = torch.arange(f, device=device)[None, :] < n_ctx[:, None]  # (B, F)
-    sigma_f = torch.where(clean, torch.zeros_like(sigma[:, None]), sigma[:, None].expand(b, f))
-    x_t = add_noise(x0, noise, sigma_f.to(x0.dtype))
-    timesteps = torch.where(clean, torch.full_like(sigma_f, CLEAN_TIMESTEP), sigma_f * NUM_TRAIN_TIMESTEPS)
-    if labels is not None:
-        labels = condition_dropout(labels, null_id, cfg.condition_dropout, generator)
-    if actions is not None:
-        actions = condition_dropout(actions, null_id, cfg.condition_dropout, generator)
-    pred = network(x_t, timesteps, labels=labels, actions=actions)
-    per_frame = (pred.float() - velocity_target(x0, noise).float()).pow(2).flatten(2).mean(-1)
+    per_frame = velocity_error(network, x0, noise, sigma[:, None].expand(b, f), clean, labels=labels,
+                               actions=actions, null_id=null_id, dropout=cfg.condition_dropout, generator=generator)
     weight = (~clean).float()
     loss = ((per_frame * weight).sum(1) / weight.sum(1)).mean()
     return loss, {"mse_per_frame": per_frame.detach(), "context_frames": n_ctx.float().mean()}

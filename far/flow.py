@@ -88,6 +88,23 @@ def condition_dropout(ids: Tensor, null_id: int, p: float, generator: torch.Gene
     return torch.where(drop, torch.full_like(ids, null_id), ids)
 
 
+def velocity_error(network: Callable[..., Tensor], x0: Tensor, noise: Tensor, sigma: Tensor, clean: Tensor, *,
+                   labels: Tensor | None, actions: Tensor | None, null_id: int | None, dropout: float,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """The core every frame-level flow-matching loss shares: noise ``x0`` (B, F, ...) to the per-frame
+    ``sigma`` (B, F) (clean frames: no noise, timestep ``CLEAN_TIMESTEP``), drop conditions to the
+    null id, and return the per-frame MSE of the predicted velocity, (B, F)."""
+    sigma = torch.where(clean, torch.zeros_like(sigma), sigma)
+    x_t = add_noise(x0, noise, sigma.to(x0.dtype))
+    timesteps = torch.where(clean, torch.full_like(sigma, CLEAN_TIMESTEP), sigma * NUM_TRAIN_TIMESTEPS)
+    if labels is not None:
+        labels = condition_dropout(labels, null_id, dropout, generator)
+    if actions is not None:
+        actions = condition_dropout(actions, null_id, dropout, generator)
+    pred = network(x_t, timesteps, labels=labels, actions=actions)
+    return (pred.float() - velocity_target(x0, noise).float()).pow(2).flatten(2).mean(-1)
+
+
 def flow_matching_loss(network: Callable[..., Tensor], x0: Tensor, *, window: int,
                        cfg: FlowLossConfig = FlowLossConfig(), labels: Tensor | None = None,
                        actions: Tensor | None = None, null_id: int | None = None,
@@ -109,15 +126,8 @@ def flow_matching_loss(network: Callable[..., Tensor], x0: Tensor, *, window: in
     clean = torch.rand((b, f), generator=generator, device=device) < cfg.clean_context_ratio
     if num_long_term:
         clean[:, :num_long_term] = True
-    sigma = torch.where(clean, torch.zeros_like(sigma), sigma)
-    x_t = add_noise(x0, noise, sigma.to(x0.dtype))
-    timesteps = torch.where(clean, torch.full_like(sigma, CLEAN_TIMESTEP), sigma * NUM_TRAIN_TIMESTEPS)
-    if labels is not None:
-        labels = condition_dropout(labels, null_id, cfg.condition_dropout, generator)
-    if actions is not None:
-        actions = condition_dropout(actions, null_id, cfg.condition_dropout, generator)
-    pred = network(x_t, timesteps, labels=labels, actions=actions)
-    per_frame = (pred.float() - velocity_target(x0, noise).float()).pow(2).flatten(2).mean(-1)
+    per_frame = velocity_error(network, x0, noise, sigma, clean, labels=labels, actions=actions,
+                               null_id=null_id, dropout=cfg.condition_dropout, generator=generator)
     weight = (~clean).float()
     weight[:, : max(f - window, 0)] = 0.0
     # As officially: a video whose window frames all happen to be clean contributes 0 to the mean.
