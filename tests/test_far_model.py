@@ -263,3 +263,30 @@ def test_presets_are_official_defaults():
     cfg = PRESETS["FAR-B-Long"]()
     assert (cfg.num_layers, cfg.num_heads, cfg.context_patch_size, cfg.short_term_ctx_winsize) == (12, 12, 4, 16)
     assert inference_schedule(4).timesteps.tolist() == [1000.0, 667.0, 334.0, 1.0]
+
+
+def test_sliding_window_far_sees_only_its_window():
+    """far_sliding: a frame's prediction does not depend on context older than the window."""
+    import torch
+    from bench.api import Prompt
+    from bench.registry import get_model_factory, get_task
+    task = get_task("dmlab_long").at_scale("quick")
+    torch.manual_seed(0)
+    model = get_model_factory("far_sliding")(task=task, scale="quick", num_layers=1, num_heads=1,
+                                             short_term_ctx_winsize=4, num_steps=2)
+    assert model.model_config.sliding_window and not model.net.cfg.is_long
+    with torch.no_grad():  # adaLN-zero makes a fresh model ignore its input: perturb every weight
+        for p in model.net.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    g = torch.Generator().manual_seed(0)
+    ctx = torch.rand(1, 10, 3, 32, 32, generator=g)
+    actions = torch.randint(0, 3, (1, 14), generator=g)
+    changed = ctx.clone()
+    changed[:, :6] = torch.rand(1, 6, 3, 32, 32, generator=g)  # outside the last window - chunk = 2 frames
+    out = [model.sample(Prompt(context=c, actions=actions), 4, [torch.Generator().manual_seed(1)])
+           for c in (ctx, changed)]
+    assert out[0].shape == (1, 4, 3, 32, 32)
+    assert torch.equal(out[0], out[1])
+    changed[:, -1] = 0.0  # inside the window: matters
+    assert not torch.equal(out[0], model.sample(Prompt(context=changed, actions=actions), 4,
+                                                [torch.Generator().manual_seed(1)]))

@@ -77,6 +77,9 @@ class FARModelConfig:
     # FAR-Long training clips: "random" (official: random length and start) or "full" (the whole
     # clip, as the profiler needs for a fixed sequence length)
     long_clip: str = "random"
+    # The paper's sliding-window ablation: train on window-length clips and generate each chunk of
+    # window // 2 frames from only the last window - window // 2 frames (no long-term context).
+    sliding_window: bool = False
 
 
 def default_config(variant: str, task: Task, scale: str) -> FARModelConfig:
@@ -96,7 +99,7 @@ def default_config(variant: str, task: Task, scale: str) -> FARModelConfig:
                              short_term_ctx_winsize=8 if long else 16)
     if variant == "far_sliding":
         cfg = replace(cfg, long_context=False, preset=cfg.preset.replace("-Long", "") if cfg.preset else None,
-                      official_weights=None)  # no released sliding-window weights
+                      official_weights=None, sliding_window=True)  # no released sliding-window weights
     return cfg
 
 
@@ -162,6 +165,10 @@ class FARVideoModel(nn.Module):
         video, actions = batch.video, batch.actions
         cfg = self.net.cfg
         num_long = 0
+        if self.model_config.sliding_window and video.shape[1] > cfg.short_term_ctx_winsize:
+            start = int(torch.randint(0, video.shape[1] - cfg.short_term_ctx_winsize + 1, (1,)))
+            video = video[:, start:start + cfg.short_term_ctx_winsize]
+            actions = actions[:, start:start + cfg.short_term_ctx_winsize] if actions is not None else None
         if cfg.is_long and video.shape[1] > cfg.short_term_ctx_winsize:
             if self.model_config.long_clip == "full":
                 clip = ClipWindow(0, video.shape[1], video.shape[1] - cfg.short_term_ctx_winsize)
@@ -195,10 +202,26 @@ class FARVideoModel(nn.Module):
         else:
             noise = torch.randn((b, *shape), generator=generator)
         cond = self.net.cfg.condition
-        latents = rollout(self.net.eval(), context, num_frames, self.sampler, noise=noise,
-                          labels=prompt.labels if cond == "label" else None,
-                          actions=prompt.actions if cond == "action" else None)
-        return self.codec.decode(latents[:, tc:]).float()
+        labels = prompt.labels if cond == "label" else None
+        actions = prompt.actions if cond == "action" else None
+        if not self.model_config.sliding_window:
+            latents = rollout(self.net.eval(), context, num_frames, self.sampler, noise=noise, labels=labels,
+                              actions=actions)
+            return self.codec.decode(latents[:, tc:]).float()
+        window = self.net.cfg.short_term_ctx_winsize
+        chunk = max(1, window // 2)
+        seq = context if context is not None else noise[:, :0].to(device)
+        done = 0
+        while done < num_frames:
+            n = min(chunk, num_frames - done)
+            keep = min(seq.shape[1], window - n)  # context frames this chunk sees
+            first = seq.shape[1] - keep  # absolute index of the first of them
+            acts = actions[:, first:first + keep + n] if actions is not None else None
+            out = rollout(self.net.eval(), seq[:, first:] if keep else None, n, self.sampler,
+                          noise=noise[:, done:done + n], labels=labels, actions=acts)
+            seq = torch.cat([seq, out[:, keep:]], dim=1)
+            done += n
+        return self.codec.decode(seq[:, tc:]).float()
 
     def cost(self, clip: Clip) -> Cost:
         cfg = self.net.cfg
