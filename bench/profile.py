@@ -2,7 +2,7 @@
 
 Every model is profiled through the shared interface (``training_loss`` and ``sample`` on pixels), in
 a lossless pixel-unshuffle latent space so that the autoencoder does not hide the transformer's cost
-(``resolution / 8`` latent tokens per side). For each model variant and clip length it measures
+(8x8 latent tokens per frame unless ``codec=`` says otherwise). For each model variant and clip length it measures
 
 * a training step (forward, backward, AdamW step): median seconds, tokens per second, peak memory;
 * sampling: seconds per generated frame after ``frames - new_frames`` context frames, with the KV
@@ -52,7 +52,9 @@ class ProfileConfig:
     variants: tuple[str, ...] = ("far", "far_long")
     frames: tuple[int, ...] = (16, 32, 64, 128, 300)
     size: str = "small"
-    resolution: int = 64  # pixels; latent tokens per frame = (resolution / 8) ** 2
+    resolution: int = 64  # pixels
+    codec: str = ""  # "" = the model's quick-scale codec (8x8 latent tokens per frame); e.g.
+    # codec=unshuffle8 resolution=128 gives FAR-B's 16x16 = 256 tokens per frame
     batch_size: int = 1
     new_frames: int = 4  # frames generated when timing sampling
     num_steps: int = 10  # Euler steps per generated frame
@@ -112,6 +114,8 @@ def _profile_task(frames: int, resolution: int):
 def build(variant: str, cfg: ProfileConfig, frames: int, mode_overrides: dict, device: torch.device):
     name, overrides, _ = VARIANTS[variant]
     options = {**overrides, **SIZES[cfg.size].get(name, {}), **mode_overrides}
+    if cfg.codec:
+        options["codec"] = cfg.codec
     model = get_model_factory(name)(task=_profile_task(frames, cfg.resolution), scale="quick", **options)
     return model.to(device), options
 
@@ -141,7 +145,7 @@ def profile_one(variant: str, frames: int, cfg: ProfileConfig, device: torch.dev
         torch.manual_seed(0)
         sec, times, mem = timed(step, device, cfg.warmup, cfg.iters)
         cost = model.cost(Clip(frames=frames, height=r, width=r))
-        tokens = b * frames * (r // 8) ** 2
+        tokens = b * frames * (r // model.codec.compression) ** 2
         achieved = b * cost.train_flops_per_clip / sec
         rows.append({**base, "measure": "train_step", "mode": "", "seconds": sec, "all_seconds": times,
                      "tokens_per_s": tokens / sec, "peak_memory_bytes": mem, "params": cost.params,
