@@ -191,14 +191,6 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: Path,
         ema.shadow = state["ema"]
         opt.load_state_dict(state["opt"])
         start, losses = state["step"], list(state["losses"])
-        # the loss's noise and timesteps continue as if never stopped (each process its own stream)
-        if len(state["rng"]) == world:
-            torch.set_rng_state(state["rng"][rank])
-            if "cuda_rng" in state and device.type == "cuda":
-                torch.cuda.set_rng_state(state["cuda_rng"][rank], device)
-        else:
-            log(f"[train] {last} was written by {len(state['rng'])} processes, now {world}: "
-                "random streams restart")
         log(f"[train] resuming {last} at step {start}")
     resumed_from = start
 
@@ -211,6 +203,16 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: Path,
     # Skip what a resumed run already consumed so the data order is that of an uninterrupted run.
     for _ in range(start):
         next(batches)
+    if start:
+        # After the skip (fetching data may draw random crops): the random streams of the loss and
+        # of the data continue exactly where the checkpoint left them, per process.
+        if len(state["rng"]) == world:
+            torch.set_rng_state(state["rng"][rank])
+            if "cuda_rng" in state and device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"][rank], device)
+        else:
+            log(f"[train] {last} was written by {len(state['rng'])} processes, now {world}: "
+                "random streams restart")
     wrapped: nn.Module = _LossModule(model)
     if world > 1:
         wrapped = nn.parallel.DistributedDataParallel(wrapped, device_ids=[device.index] if device.type == "cuda" else None)

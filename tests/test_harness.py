@@ -26,6 +26,15 @@ def tiny_task(trajectories: int = 2, seeds=(0, 1), videos: int = 5) -> Task:
                 trajectories=trajectories, seeds=seeds, quick=QuickScale(num_videos=videos))
 
 
+class RandomCrops(list):
+    """A dataset drawing its crops from the global RNG, as the real training datasets do."""
+
+    def __getitem__(self, i):
+        item = super().__getitem__(i)
+        shift = int(torch.randint(0, RES, (1,)))
+        return {**item, "video": torch.roll(item["video"], shift, dims=-2)}
+
+
 def moving_videos(n: int, frames: int = 7, seed: int = 0) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
     base = torch.rand(n, 1, 3, RES, RES, generator=g)
@@ -155,7 +164,7 @@ def _train_copy(task, data, cfg, out, fail_at=None):
 
 
 def test_training_resumes_exactly_after_a_kill(tmp_path):
-    task, data = tiny_task(), moving_videos(8, seed=1)
+    task, data = tiny_task(), RandomCrops(moving_videos(8, seed=1))
     cfg = TrainConfig(steps=6, batch_size=2, lr=1e-3, warmup_steps=2, ckpt_every=2, progress=False)
     _, full = _train_copy(task, data, cfg, tmp_path / "a")
     with pytest.raises(_Interrupt):
