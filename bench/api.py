@@ -6,7 +6,7 @@ private to the model. Sampler knobs (steps, guidance, temperature) live in each 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch

@@ -61,7 +61,7 @@ from bench.evaluate import derive_seed, load_part, sample_to_store, score_store
 from bench.registry import get_model_factory, get_task
 from bench.run import DataSource, eval_dataset, prepare_data, train_dataset
 from bench.tasks import Metric, Task
-from bench.train import EMA, TrainConfig, _batches, _to, collate, lr_at
+from bench.train import EMA, TrainConfig, _batches, _to, collate, optimizer_step
 from far.flow import (CLEAN_TIMESTEP, NUM_TRAIN_TIMESTEPS, add_noise, sample_train_indices, train_sigmas,
                       velocity_target)
 from far.model import count_parameters
@@ -267,18 +267,9 @@ def train_with_evals(model, dataset: Dataset, cfg: TrainConfig, eval_steps: set[
             on_eval(0, ema.shadow, losses, seconds)
     for step in range(cfg.steps):
         t0 = time.perf_counter()
-        batch = _to(next(batches), device)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        with autocast:
-            loss, _ = model.training_loss(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        ema.update(core, step)
-        losses.append(loss.detach().item())
+        loss = optimizer_step(model.training_loss, _to(next(batches), device), step, opt, params, ema, core, cfg,
+                              autocast)
+        losses.append(loss.item())
         seconds += time.perf_counter() - t0
         if step + 1 in eval_steps:
             with torch.random.fork_rng(**fork):

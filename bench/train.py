@@ -6,7 +6,7 @@ The model only has to provide ``training_loss(VideoBatch)``; the loop owns optim
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
 import os
 import time
@@ -160,6 +160,23 @@ def _to(batch: VideoBatch, device: torch.device) -> VideoBatch:
 
 # ----------------------------------------------------------------------------- the loop
 
+def optimizer_step(loss_fn, batch: VideoBatch, step: int, opt: torch.optim.Optimizer, params: list, ema: EMA,
+                   core: nn.Module, cfg: TrainConfig, autocast=None) -> torch.Tensor:
+    """One step of the shared recipe: scheduled lr, (autocast) loss, backward, clipping, AdamW, EMA.
+    Returns the detached loss."""
+    for group in opt.param_groups:
+        group["lr"] = lr_at(step, cfg)
+    with autocast if autocast is not None else contextlib.nullcontext():
+        loss, _ = loss_fn(batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    opt.step()
+    ema.update(core, step)
+    return loss.detach()
+
+
 def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: Path,
           device: torch.device | str | None = None, log: Callable[[str], None] = print) -> TrainResult:
     """Train ``model`` (an ``nn.Module`` VideoModel) on ``dataset``; resume from ``out_dir/last.pt``.
@@ -224,21 +241,7 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: Path,
         pbar = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True)
     t0 = time.perf_counter()
     for step in range(start, cfg.steps):
-        batch = _to(next(batches), device)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        if autocast is not None:
-            with autocast:
-                loss, _ = wrapped(batch)
-        else:
-            loss, _ = wrapped(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        ema.update(core, step)
-        value = loss.detach()
+        value = optimizer_step(wrapped, _to(next(batches), device), step, opt, params, ema, core, cfg, autocast)
         if world > 1:
             dist.all_reduce(value)
             value /= world

@@ -13,7 +13,7 @@ The network is pure: it knows nothing of noise schedules or sampling (``far/flow
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.api import Clip, Prompt, VideoBatch, check_sample
+from bench.api import Clip, Prompt, check_sample
 from bench.evaluate import (SampleKey, derive_seed, load_part, read_sample, sample_keys, sample_to_store,
                             score_store, write_sample)
 from bench.models.dummy import RepeatLastFrame

@@ -27,7 +27,7 @@ there, which averages to R^2 = 0.00; we return r = 0 exactly.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 

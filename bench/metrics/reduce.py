@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ndvi_psnr": True, "r2": True, "nse": True,

@@ -9,7 +9,7 @@ with only the short-term window (no long-term context), as a config of the same 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
