@@ -44,6 +44,17 @@ OTHER = ("FAR-B", "dcae-8x", None, None)
 ACTION_CLASSES = {"dmlab": 4, "minecraft": 4}  # official tables: 4 actions + null
 
 
+def conditioning(task: Task) -> tuple[str, int]:
+    """(condition, number of classes) a model needs for ``task``: labels (101 UCF classes), per-frame
+    actions (the dataset's action table), or none (weather covariates are not modelled yet)."""
+    cond = task.parts[0].condition
+    if cond == "label":
+        return cond, 101
+    if cond == "action":
+        return cond, ACTION_CLASSES.get(task.dataset, 4)
+    return "none", 0
+
+
 def quick_unshuffle(resolution: int) -> int:
     """Pixel-unshuffle factor of the quick-scale latent space: 8x8 latent tokens per frame."""
     return max(1, resolution // 8)
@@ -83,9 +94,7 @@ class FARModelConfig:
 
 
 def default_config(variant: str, task: Task, scale: str) -> FARModelConfig:
-    part = task.parts[0]
-    cond = part.condition if part.condition in ("label", "action") else "none"
-    num_classes = {"label": 101, "action": ACTION_CLASSES.get(task.dataset, 4)}.get(cond, 0)
+    cond, num_classes = conditioning(task)
     if scale == "paper":
         preset, codec, weights, vae = PAPER.get(task.name, OTHER)
         cfg = FARModelConfig(preset=preset, codec=codec, condition=cond, num_classes=num_classes,

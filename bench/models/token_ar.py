@@ -23,7 +23,7 @@ from baselines.token_ar import (PRESETS, ARSamplerConfig, TokenAR, TokenARConfig
                                 sampling_cost, token_ar_loss, training_flops)
 from baselines.video_dit import resolve_stride, rope_axes, sliding_windows
 from bench.api import Clip, Cost, Prompt, VideoBatch
-from bench.models.far import ACTION_CLASSES
+from bench.models.far import conditioning
 from bench.tasks import Part, Task
 
 PAPER_PRESET = {"ucf101": "TokenAR-L", "minecraft": "TokenAR-M"}  # else TokenAR-B
@@ -52,9 +52,7 @@ class TokenARModelConfig:
 
 def default_config(task: Task, scale: str) -> TokenARModelConfig:
     t = task.at_scale(scale)
-    part = t.parts[0]
-    cond = part.condition if part.condition in ("label", "action") else "none"
-    num_classes = {"label": 101, "action": ACTION_CLASSES.get(t.dataset, 4)}.get(cond, 0)
+    cond, num_classes = conditioning(t)
     if scale == "paper":
         return TokenARModelConfig(preset=PAPER_PRESET.get(t.dataset, "TokenAR-B"),
                                   tokenizer="FSQ-8x" if t.resolution <= 64 else "FSQ-16x", tokenizer_steps=50_000,

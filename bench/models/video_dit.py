@@ -18,7 +18,7 @@ from baselines.video_dit import (PRESETS, DiTLossConfig, DiTSamplerConfig, Video
                                  count_parameters, resolve_stride, rope_axes, sample_video, sampling_cost,
                                  sliding_windows, training_flops, video_dit_loss)
 from bench.api import Clip, Cost, Prompt, VideoBatch
-from bench.models.far import ACTION_CLASSES, OTHER, PAPER, quick_unshuffle
+from bench.models.far import OTHER, PAPER, conditioning, quick_unshuffle
 from bench.tasks import Part, Task
 from far.autoencoder import build_codec
 
@@ -50,9 +50,7 @@ class VideoDiTModelConfig:
 
 def default_config(task: Task, scale: str) -> VideoDiTModelConfig:
     t = task.at_scale(scale)
-    part = t.parts[0]
-    cond = part.condition if part.condition in ("label", "action") else "none"
-    num_classes = {"label": 101, "action": ACTION_CLASSES.get(t.dataset, 4)}.get(cond, 0)
+    cond, num_classes = conditioning(t)
     if scale == "paper":
         return VideoDiTModelConfig(preset=PAPER_PRESET.get(t.dataset, "VideoDiT-B"), codec=PAPER.get(t.name, OTHER)[1],
                                    window=16, condition=cond, num_classes=num_classes)
