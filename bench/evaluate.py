@@ -9,6 +9,7 @@ split over processes by index (``torchrun``); scoring runs on the whole store.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, replace
@@ -114,9 +115,11 @@ def sample_to_store(model, task: Task, dataset, store: Path, *, batch_size: int 
             model.use_protocol_sampling(part)
         todo = [k for k in sample_keys(task, part, videos) if k.video % world == rank and not k.path(store).exists()]
         batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+        # keys run trajectory-fastest: a video's clip is read once for all its trajectories
+        clip = functools.lru_cache(maxsize=batch_size)(dataset.__getitem__)
         for keys in progress(batches):
             # generation: sample v takes the conditions (e.g. the class) of real clip v, cycling
-            clips = [dataset[k.video % len(dataset)] for k in keys]
+            clips = [clip(k.video % len(dataset)) for k in keys]
             prompt = _prompt(clips, part, device)
             gens = [torch.Generator().manual_seed(derive_seed(task_hash, model.name, k.part, k.seed, k.video,
                                                               k.trajectory)) for k in keys]
