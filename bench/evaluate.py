@@ -159,15 +159,15 @@ def load_part(task: Task, part: Part, dataset, store: Path, seed: int) -> tuple[
 PIXEL_METRICS = ("mse", "psnr", "ssim")
 
 
-def _per_frame(name: str, pred: Tensor, truth: Tensor, device: torch.device) -> Tensor:
+def _per_frame(metric: Metric, pred: Tensor, truth: Tensor, device: torch.device) -> Tensor:
     """Per-frame values (V, N, Tp) of a pixel or perceptual metric."""
     from bench.metrics import per_frame_metric
-    if name in PIXEL_METRICS:
-        return per_frame_metric(name, pred, truth)
-    if name == "lpips":
+    if metric.name in PIXEL_METRICS:
+        return per_frame_metric(metric.name, pred, truth)
+    if metric.name == "lpips":
         from bench.metrics.lpips import lpips_per_frame
-        return lpips_per_frame(pred, truth, device=device)
-    raise ValueError(f"metric {name!r} is not a per-frame metric")
+        return lpips_per_frame(pred, truth, convention=metric.convention, device=device)
+    raise ValueError(f"metric {metric.name!r} is not a per-frame metric")
 
 
 def score_metric(metric: Metric, part: Part, pred: Tensor, gt: Tensor, full: Tensor,
@@ -190,7 +190,7 @@ def score_metric(metric: Metric, part: Part, pred: Tensor, gt: Tensor, full: Ten
                   for n in range(full.shape[1])]
         return sum(values) / len(values)
     truth = gt[:, None, tc:].expand_as(pred)
-    per_video = video_values(_per_frame(metric.name, pred, truth, device))
+    per_video = video_values(_per_frame(metric, pred, truth, device))
     return mean_over_videos(trajectory_reduce(per_video, metric.trajectories, metric.name))
 
 

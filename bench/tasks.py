@@ -25,6 +25,9 @@ class Metric:
     trajectories: str = "mean"  # "best" (max psnr/ssim, min lpips/mse) | "max" | "min" | "mean"
     include_context: bool = False  # FVD on the whole clip (context + prediction)?
     min_frames: int = 0  # skipped for shorter clips (FVD: 10)
+    # input convention where a metric has more than one; LPIPS: "far" ([0, 1] input, FAR's official
+    # evaluation) or "standard" ([-1, 1], the lpips package's and MCVD/ExtDM's)
+    convention: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,14 +108,16 @@ class Task:
 
 # ----------------------------------------------------------------------------- metric bundles
 
-def _pixel(best: bool) -> tuple[Metric, ...]:
-    """FAR's prediction metrics: best-of-N for PSNR/SSIM/LPIPS, FVD averaged over trajectories."""
+def _pixel(best: bool, lpips: str = "far") -> tuple[Metric, ...]:
+    """Prediction metrics: best-of-N for PSNR/SSIM/LPIPS, FVD averaged over trajectories; LPIPS
+    under FAR's [0, 1] input convention unless ``lpips="standard"`` (MCVD/ExtDM)."""
     how = "best" if best else "mean"
-    return (Metric("psnr", how), Metric("ssim", how), Metric("lpips", how),
+    return (Metric("psnr", how), Metric("ssim", how), Metric("lpips", how, convention=lpips),
             Metric("fvd", "mean", include_context=True, min_frames=10))
 
 
-_FAR_MAX = (Metric("mse", "max"), Metric("psnr", "max"), Metric("ssim", "max"), Metric("lpips", "min"))
+_FAR_MAX = (Metric("mse", "max"), Metric("psnr", "max"), Metric("ssim", "max"),
+            Metric("lpips", "min", convention="far"))
 _FVD = (Metric("fvd", "mean", include_context=True, min_frames=10),)
 
 
@@ -157,7 +162,8 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     Task(name="ucf101_pred_mcvd", version=1, dataset="ucf101", split="test03",
          selection="256 clips spread evenly over test03.json[::10] (MCVD/ExtDM)", num_videos=256,
          resolution=64, num_frames=16, frame_stride=1, trajectories=100,
-         parts=(Part("pred", 4, 12, "none", _pixel(True)),),
+         parts=(Part("pred", 4, 12, "none", _pixel(True, lpips="standard")),),
+         notes="LPIPS with [-1, 1] input (ExtDM calculate_lpips.py: 2x-1)",
          quick=QuickScale(num_videos=8, trajectories=2, horizons=((4, 12),))),
     Task(name="bair_pred", version=1, dataset="bair", split="test",
          selection="all 256 test trajectories, camera image_aux1", num_videos=256, resolution=64,

@@ -209,3 +209,19 @@ def test_ddp_training_on_two_cpu_processes(tmp_path):
     assert all(np.isfinite(r0["losses"]))
     assert r0["param_sum"] == r1["param_sum"]  # DDP kept the replicas identical
     assert (tmp_path / "ckpt" / "final.pt").exists()
+
+
+def test_lpips_convention_per_protocol():
+    """FAR-protocol tasks score LPIPS as FAR's evaluation does ([0, 1] input); ExtDM's keeps [-1, 1]."""
+    from bench.metrics.lpips import CONVENTIONS
+    from bench.tasks import TASKS
+    seen = {}
+    for task in TASKS.values():
+        for part in task.parts:
+            for m in part.metrics:
+                if m.name == "lpips":
+                    assert m.convention in CONVENTIONS, (task.name, m)
+                    seen[task.name] = m.convention
+    assert seen.pop("ucf101_pred_mcvd") == "standard"
+    assert set(seen) >= {"ucf101_pred", "bair_pred", "bair_pred14", "dmlab_long", "minecraft_long"}
+    assert set(seen.values()) == {"far"}

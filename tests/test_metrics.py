@@ -74,10 +74,11 @@ def random_alexnet(tmp_path_factory):
     return path
 
 
-@pytest.fixture
-def lpips_store(store, random_alexnet):
-    (store / "alexnet-owt-7be5be79.pth").symlink_to(random_alexnet)
-    return store
+@pytest.fixture(scope="module")
+def random_lpips(random_alexnet):
+    """LPIPS built from explicit (random) test weights, never through the asset store."""
+    from bench.metrics.lpips import build_lpips
+    return build_lpips(torch.load(random_alexnet, weights_only=True))
 
 
 def _frames(seed, shape=(2, 3, 3, 64, 64)):
@@ -87,7 +88,9 @@ def _frames(seed, shape=(2, 3, 3, 64, 64)):
     return a, b
 
 
-def test_lpips_matches_the_lpips_package(lpips_store, random_alexnet, tmp_path, monkeypatch):
+@pytest.mark.parametrize("convention,normalize", [("standard", True), ("far", False)])
+def test_lpips_matches_the_lpips_package(random_lpips, random_alexnet, tmp_path, monkeypatch, convention,
+                                         normalize):
     import lpips
     from bench.metrics.lpips import lpips_per_frame
     # the reference: the package exactly as users call it, with torchvision's own pretrained
@@ -100,28 +103,42 @@ def test_lpips_matches_the_lpips_package(lpips_store, random_alexnet, tmp_path, 
         warnings.simplefilter("ignore", UserWarning)  # torchvision's note on lpips' pretrained=True
         ref_net = lpips.LPIPS(net="alex", version="0.1", verbose=False).eval()
     a, b = _frames(0)
-    got = lpips_per_frame(a, b, batch_size=4)
+    got = lpips_per_frame(a, b, convention=convention, batch_size=4, model=random_lpips)
     assert got.shape == (2, 3) and got.dtype == torch.float32
     with torch.no_grad():
-        ref = ref_net(a.reshape(-1, 3, 64, 64), b.reshape(-1, 3, 64, 64), normalize=True).reshape(2, 3)
+        ref = ref_net(a.reshape(-1, 3, 64, 64), b.reshape(-1, 3, 64, 64), normalize=normalize).reshape(2, 3)
     assert torch.allclose(got, ref, rtol=1e-5, atol=1e-7), (got, ref)
     assert (got > 0).all()
 
 
-def test_lpips_identity_and_batching(lpips_store):
+def test_lpips_conventions_differ(random_lpips):
+    """FAR's [0, 1] input is not the standard [-1, 1] one: the two must not be confused."""
+    from bench.metrics.lpips import lpips_per_frame
+    a, b = _frames(3, (4, 3, 32, 32))
+    far = lpips_per_frame(a, b, convention="far", model=random_lpips)
+    std = lpips_per_frame(a, b, convention="standard", model=random_lpips)
+    assert (far - std).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="convention"):
+        lpips_per_frame(a, b, convention="", model=random_lpips)
+
+
+def test_lpips_identity_and_batching(random_lpips):
     from bench.metrics.lpips import lpips_per_frame
     a, b = _frames(1, (5, 3, 48, 48))
-    assert torch.equal(lpips_per_frame(a, a), torch.zeros(5))
-    assert torch.allclose(lpips_per_frame(a, b, batch_size=2), lpips_per_frame(a, b, batch_size=64), atol=1e-7)
+    assert torch.equal(lpips_per_frame(a, a, "far", model=random_lpips), torch.zeros(5))
+    assert torch.allclose(lpips_per_frame(a, b, "far", batch_size=2, model=random_lpips),
+                          lpips_per_frame(a, b, "far", batch_size=64, model=random_lpips), atol=1e-7)
     with pytest.raises(ValueError, match="shape"):
-        lpips_per_frame(a, b[:4])
+        lpips_per_frame(a, b[:4], "far", model=random_lpips)
+    with pytest.raises(TypeError, match="float"):
+        lpips_per_frame((a * 255).to(torch.uint8), (b * 255).to(torch.uint8), "far", model=random_lpips)
 
 
 def test_lpips_without_alexnet_is_unavailable(store):
     from bench.metrics.lpips import lpips_per_frame
     a, b = _frames(2, (1, 3, 32, 32))
     with pytest.raises(MetricUnavailable) as e:
-        lpips_per_frame(a, b)
+        lpips_per_frame(a, b, "far")
     assert e.value.metric == "lpips" and "alexnet" in e.value.reason
     assert "python -m bench assets fetch alexnet" in e.value.provide
 

@@ -52,6 +52,13 @@ def _close(kind: str, actual: torch.Tensor, expected: torch.Tensor, what: str) -
     torch.testing.assert_close(actual, expected, **TOL, msg=lambda m: f"{what}: {m}")
 
 
+def _close_abs(kind: str, actual: torch.Tensor, expected: torch.Tensor, what: str, atol: float) -> None:
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    err = (actual.double() - expected.double()).abs().max().item() if expected.numel() else 0.0
+    record_error(kind, err)
+    assert err <= atol, f"{what}: max abs error {err:.3g} > {atol:g}"
+
+
 def _load_far(meta: dict, weights: Path) -> FAR:
     cfg = config_from_official(meta["constructor_kwargs"], long=meta["class"].endswith("FAR_Long"))
     model = FAR(cfg).eval()
@@ -222,6 +229,27 @@ def check_metrics(case: Path) -> None:
         assert err <= tol.get(name, 1e-5), f"{name}: {float(result[name])} vs official {value}"
 
 
+def check_lpips(case: Path) -> None:
+    """G (LPIPS): FAR's convention ([0, 1] input) with the backbone shipped in the case, per frame and
+    reduced (mean over frames, min over trajectories, mean over videos); the standard convention too."""
+    from bench.metrics import mean_over_videos, trajectory_reduce, video_values
+    from bench.metrics.lpips import build_lpips, lpips_per_frame
+
+    meta = _meta(case)
+    t = load_file(str(case / "case.safetensors"))
+    net = build_lpips(load_file(str(case / "alexnet_features.safetensors")))
+    tc = meta["context_length"]
+    sample, gt = t["sample_u8"].float() / 255.0, t["gt_u8"].float() / 255.0
+    for convention, name in (("far", "per_frame_lpips_far"), ("standard", "per_frame_lpips_standard")):
+        got = lpips_per_frame(sample[:, :, tc:], gt[:, :, tc:], convention=convention, model=net)
+        _close_abs("G_lpips", got, t[name], name, atol=1e-6)
+    far = lpips_per_frame(sample[:, :, tc:], gt[:, :, tc:], convention="far", model=net)
+    result = mean_over_videos(trajectory_reduce(video_values(far), "min", "lpips"))
+    err = abs(result - meta["result"]["lpips"])
+    record_error("G_lpips", err)
+    assert err <= 1e-6, f"lpips: {result} vs official {meta['result']['lpips']}"
+
+
 def _dispatch(case: Path):
     kind = _kind(case)
     if kind == "A":
@@ -237,7 +265,7 @@ def _dispatch(case: Path):
     if kind == "F":
         return check_scheduler
     if kind == "G":
-        return check_metrics
+        return check_lpips if (case / "alexnet_features.safetensors").exists() else check_metrics
     return None
 
 
