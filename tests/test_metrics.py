@@ -155,14 +155,22 @@ def _scipy_frechet(mu1, s1, mu2, s2):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_frechet_matches_scipy_and_eigen_version(seed):
+def test_frechet_matches_scipy_sqrtm_when_well_conditioned(seed):
     rng = np.random.default_rng(seed)
     mu1, s1 = _gaussian(rng, 24)
     mu2, s2 = _gaussian(rng, 24)
     ref = _scipy_frechet(mu1, s1, mu2, s2)
-    assert fvdm.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-10)
-    assert fvdm.frechet_distance_eig(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-8)
-    assert abs(fvdm.frechet_distance(mu1, s1, mu1, s1)) < 1e-9
+    assert fvdm.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-9)
+    assert fvdm.frechet_distance_eig is fvdm.frechet_distance  # the old name, the same implementation
+    assert fvdm.frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_frechet_matches_scipy_sqrtm_on_many_i3d_sized_features():
+    """More videos than the 400 feature dimensions: FAR's sqrtm formula is well defined; same number."""
+    rng = np.random.default_rng(7)
+    x1, x2 = _i3d_like(rng, 1000, 0.0), _i3d_like(rng, 1000, 0.3)
+    m1, s1, m2, s2 = x1.mean(0), np.cov(x1, rowvar=False), x2.mean(0), np.cov(x2, rowvar=False)
+    assert fvdm.frechet_distance(m1, s1, m2, s2) == pytest.approx(_scipy_frechet(m1, s1, m2, s2), rel=1e-9)
 
 
 def test_frechet_closed_form_for_diagonal_covariances():
@@ -170,19 +178,79 @@ def test_frechet_closed_form_for_diagonal_covariances():
     mu1, mu2 = rng.standard_normal(10), rng.standard_normal(10)
     v1, v2 = rng.uniform(0.1, 2, 10), rng.uniform(0.1, 2, 10)
     closed = np.sum((mu1 - mu2) ** 2) + np.sum(v1 + v2 - 2 * np.sqrt(v1 * v2))
-    for f in (fvdm.frechet_distance, fvdm.frechet_distance_eig):
-        assert f(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(closed, rel=1e-12)
+    assert fvdm.frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(closed, rel=1e-12)
+
+
+def _i3d_like(rng, n, shift):
+    """n feature vectors of 400 I3D logits: per-dimension scales from 9 down to 0.15, as real ones vary."""
+    return rng.standard_normal((n, 400)) * np.linspace(9, 0.15, 400) + shift
+
+
+def _low_rank_reference(x1, x2):
+    """The Fréchet distance of two feature sets from their small (n1 x n2) cross product, in float64.
+
+    With centred data A (n1 x d), B (n2 x d), S1 = A'A / (n1 - 1), S2 = B'B / (n2 - 1), the
+    non-zero eigenvalues of S1 S2 are the squared singular values of A B' / sqrt((n1 - 1)(n2 - 1)),
+    so tr sqrtm(S1 S2) is that matrix's nuclear norm: no d x d square root at all.
+    """
+    a, b = x1 - x1.mean(0), x2 - x2.mean(0)
+    cross = a @ b.T / np.sqrt((len(x1) - 1) * (len(x2) - 1))
+    tr_sqrt = np.linalg.svd(cross, compute_uv=False).sum()
+    tr1 = (a * a).sum() / (len(x1) - 1)
+    tr2 = (b * b).sum() / (len(x2) - 1)
+    diff = x1.mean(0) - x2.mean(0)
+    return float(diff @ diff + tr1 + tr2 - 2 * tr_sqrt)
+
+
+@pytest.mark.parametrize("n", [2, 4, 16, 64])
+def test_frechet_with_fewer_videos_than_feature_dimensions(n):
+    """Quick-scale FVD uses 4-16 videos: rank-deficient covariances. FAR's sqrtm(S1 S2) returned finite
+    garbage there with SciPy 1.11 (-5.4e16 at n = 2, -9.4e8 at n = 64 on these features; true values
+    1.3e4-3.4e4). The reference needs no SciPy; the implementation neither (numpy.linalg only)."""
+    rng = np.random.default_rng(n)
+    x1, x2 = _i3d_like(rng, n, 0.0), _i3d_like(rng, n, 0.5)
+    ref = _low_rank_reference(x1, x2)
+    got = fvdm.fvd(x2, x1)  # through the streaming statistics, as the harness computes it
+    assert got == pytest.approx(ref, rel=1e-10)
+    assert fvdm.frechet_distance(x1.mean(0), np.cov(x1, rowvar=False), x2.mean(0),
+                                 np.cov(x2, rowvar=False)) == pytest.approx(ref, rel=1e-10)
+    same = fvdm.fvd(x1, x1)
+    assert 0.0 <= same <= 1e-9 * ref  # >= 0: round-off never makes it negative
 
 
 def test_frechet_with_singular_covariances():
-    """Fewer samples than dimensions (the usual FVD case with few videos): both versions agree."""
+    """Fewer samples than dimensions, singular covariances given directly."""
     rng = np.random.default_rng(4)
     mu1, s1 = _gaussian(rng, 40, rank=6)
     mu2, s2 = _gaussian(rng, 40, rank=6)
-    a, b = fvdm.frechet_distance(mu1, s1, mu2, s2), fvdm.frechet_distance_eig(mu1, s1, mu2, s2)
-    assert np.isfinite(a) and a == pytest.approx(b, rel=1e-5, abs=1e-6)
+    got = fvdm.frechet_distance(mu1, s1, mu2, s2)
+    # independent: tr sqrtm(S1 S2) from the eigenvalues of the product (real, >= 0 in exact arithmetic)
+    ev = np.linalg.eigvals(s1 @ s2).real
+    ref = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(ev, 0, None)).sum()
+    assert np.isfinite(got) and got == pytest.approx(ref, rel=1e-6)
     with pytest.raises(ValueError, match="mismatched"):
         fvdm.frechet_distance(mu1, s1, mu2[:5], s2)
+    with pytest.raises(ValueError, match="not a covariance"):
+        fvdm.frechet_distance(mu1, -s1, mu2, s2)
+
+
+def test_non_finite_features_raise_at_once():
+    """A NaN feature used to hang for minutes inside sqrtm; now it is refused where it enters."""
+    import time
+    rng = np.random.default_rng(6)
+    x = _i3d_like(rng, 8, 0.0)
+    bad = x.copy()
+    bad[3, 17] = np.nan
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match=r"not finite.*rows \[3\]"):
+        fvdm.FeatureStats().update(bad)
+    with pytest.raises(ValueError, match="not finite"):
+        fvdm.FeatureStats().update(torch.from_numpy(np.where(np.arange(400) == 5, np.inf, x)))
+    mu, cov = x.mean(0), np.cov(x, rowvar=False)
+    for args in ((mu, np.where(np.eye(400) > 0, np.nan, cov), mu, cov), (mu, cov, mu * np.inf, cov)):
+        with pytest.raises(ValueError, match="non-finite"):
+            fvdm.frechet_distance(*args)
+    assert time.monotonic() - t0 < 5
 
 
 def test_streaming_stats_and_fvd_match_far_formula():

@@ -9,7 +9,9 @@
   to the same [-1, 1] input.) Our videos arrive as (B, T, 3, H, W) in [0, 1]: ``2 x - 1`` and
   a permute give FAR's input. Batches of 32 videos, as FAR.
 * Statistics: mean and covariance (``np.cov``, ddof 1, as FAR) in float64; the distance
-  ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 sqrtm(S1 S2))`` with ``scipy.linalg.sqrtm``, real part.
+  ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 sqrtm(S1 S2))`` as FAR, but with the trace term from symmetric
+  eigendecompositions (``frechet_distance``): FAR's ``scipy.linalg.sqrtm(S1 @ S2)`` is the same
+  number where it is well conditioned, and garbage with fewer videos than 400 on some SciPy versions.
 """
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg
 import torch
 from torch import Tensor
 
@@ -39,48 +40,56 @@ def _check_stats(mu1, sigma1, mu2, sigma2):
     if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
         raise ValueError(f"mismatched Gaussian statistics: mu {mu1.shape}/{mu2.shape}, "
                          f"sigma {sigma1.shape}/{sigma2.shape}")
+    for what, a in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"Fréchet distance: {what} has {int((~np.isfinite(a)).sum())} non-finite "
+                             "entries (NaN/Inf); the features it was computed from are not finite")
     return mu1, sigma1, mu2, sigma2
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64 via ``sqrtm``.
+def _psd_sqrt(sigma: np.ndarray, what: str) -> np.ndarray:
+    """The symmetric square root of a covariance; eigenvalues at round-off level count as 0."""
+    w, v = np.linalg.eigh((sigma + sigma.T) / 2)
+    top = max(float(w.max()), 0.0)
+    if w.min() < -1e-6 * top:
+        raise ValueError(f"Fréchet distance: {what} is not a covariance matrix (eigenvalue {w.min():.3g} "
+                         f"< 0, largest {top:.3g})")
+    w = np.where(w > top * sigma.shape[0] * _EPS, w, 0.0)
+    return (v * np.sqrt(w)) @ v.T
 
-    As FAR/StyleGAN-V: ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 sqrtm(S1 S2))``, real part. If the
-    square root is not finite (near-singular product), ``eps * I`` is added to both covariances
-    (the pytorch-fid rule); a large imaginary part (numerical error) is warned about, then dropped.
+
+_EPS = np.finfo(np.float64).eps
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64.
+
+    ``|mu1 - mu2|^2 + tr S1 + tr S2 - 2 tr sqrtm(S1 S2)``, the formula of FAR/StyleGAN-V, with the
+    trace term computed from symmetric eigendecompositions only::
+
+        tr sqrtm(S1 S2) = sum_i sqrt(lambda_i),   lambda = eig(S1^1/2 S2 S1^1/2)  (>= 0)
+
+    (``S1 S2`` and ``S1^1/2 S2 S1^1/2`` are similar). Eigenvalues at round-off level (below
+    ``d * eps * largest``) count as 0. This is exact for the rank-deficient covariances of fewer
+    samples than feature dimensions (FVD with N <= 400 videos), where ``scipy.linalg.sqrtm(S1 @ S2)``
+    of the non-symmetric product returns finite garbage on some SciPy versions (1.11: -1e7 to 2e14
+    for N <= 64). Agrees with the sqrtm form on well-conditioned statistics. Round-off below 0
+    is returned as 0.0; non-finite inputs raise ``ValueError``.
     """
     mu1, sigma1, mu2, sigma2 = _check_stats(mu1, sigma1, mu2, sigma2)
     diff = mu1 - mu2
-    with warnings.catch_warnings():
-        # singular products are the rule for FVD (fewer videos than 400 feature dimensions)
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-        if not np.isfinite(covmean).all():
-            offset = np.eye(sigma1.shape[0]) * eps
-            covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        imag = np.max(np.abs(np.diagonal(covmean).imag))
-        if imag > 1e-3:
-            warnings.warn(f"sqrtm(S1 S2) has an imaginary component {imag:.3g} (numerical error); "
-                          "using its real part, as FAR does", RuntimeWarning, stacklevel=2)
-        covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
-
-
-def frechet_distance_eig(mu1, sigma1, mu2, sigma2) -> float:
-    """The same distance via eigenvalues: tr sqrtm(S1 S2) = sum sqrt(eig(S1^1/2 S2 S1^1/2)).
-
-    Symmetric eigendecompositions only, so faster and free of complex round-off; negative
-    eigenvalues from round-off are clipped to 0.
-    """
-    mu1, sigma1, mu2, sigma2 = _check_stats(mu1, sigma1, mu2, sigma2)
-    diff = mu1 - mu2
-    w, v = np.linalg.eigh((sigma1 + sigma1.T) / 2)
-    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    m = root1 @ sigma2 @ root1
+    root1 = _psd_sqrt(sigma1, "sigma1")
+    _psd_sqrt(sigma2, "sigma2")  # the same check for the second covariance
+    m = root1 @ ((sigma2 + sigma2.T) / 2) @ root1
     ev = np.linalg.eigvalsh((m + m.T) / 2)
-    tr_covmean = np.sqrt(np.clip(ev, 0, None)).sum()
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+    top = max(float(ev.max()), 0.0)
+    tr_covmean = float(np.sqrt(np.where(ev > top * m.shape[0] * _EPS, ev, 0.0)).sum())
+    value = float(diff @ diff) + float(np.trace(sigma1)) + float(np.trace(sigma2)) - 2 * tr_covmean
+    return max(value, 0.0)
+
+
+# the stable form is the implementation; the old name stays for callers
+frechet_distance_eig = frechet_distance
 
 
 # ----------------------------------------------------------------------------- feature statistics
@@ -102,6 +111,10 @@ class FeatureStats:
         x = feats.detach().cpu().double().numpy() if isinstance(feats, Tensor) else np.asarray(feats, np.float64)
         if x.ndim != 2:
             raise ValueError(f"features must be (n, d), got shape {x.shape}")
+        if not np.isfinite(x).all():
+            rows = np.flatnonzero(~np.isfinite(x).all(axis=1))
+            raise ValueError(f"features of {len(rows)} of {x.shape[0]} videos are not finite (NaN/Inf; rows "
+                             f"{rows[:5].tolist()}): the videos or the feature network produced NaN/Inf")
         if self.dim is None:
             self.dim = x.shape[1]
             self._mean, self._scatter = np.zeros(self.dim), np.zeros((self.dim, self.dim))
