@@ -4,6 +4,8 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from conftest import SHARED
+
 from bench.metrics import far_video_metrics, mse, psnr, ssim, trajectory_reduce, over_seeds
 
 
@@ -70,3 +72,70 @@ def test_over_seeds_spread():
     s = over_seeds([1.0, 3.0])
     assert s.mean == 2.0 and abs(s.std - 2 ** 0.5) < 1e-12 and s.n == 2
     assert over_seeds([5.0]).std == 0.0
+
+
+# ----------------------------------------------------------------------------- input checks
+
+def test_integer_frames_are_refused_by_every_metric():
+    """uint8 frames read as values in [0, 255] gave PSNR -21 dB instead of 27 (and wrong SSIM, LPIPS, FVD)."""
+    from bench.metrics import per_frame_metric
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(1, 2, 3, 3, 32, 32, generator=g)
+    sample = (gt + 0.05 * torch.randn(gt.shape, generator=g)).clamp(0, 1)
+    s8, g8 = (sample * 255).round().to(torch.uint8), (gt * 255).round().to(torch.uint8)
+    right = far_video_metrics(s8.float() / 255, g8.float() / 255, context_length=1)["psnr"]
+    assert 20 < right < 40
+    calls = {
+        "mse": lambda: mse(s8, g8), "psnr": lambda: psnr(s8, g8), "ssim": lambda: ssim(s8, g8),
+        "per_frame_metric": lambda: per_frame_metric("psnr", s8, g8, 1),
+        "far_video_metrics": lambda: far_video_metrics(s8, g8, context_length=1),
+        "mixed": lambda: psnr(s8.float() / 255, g8),
+        "int64": lambda: mse(s8.long(), g8.long()),
+        "bool": lambda: mse(s8 > 128, g8 > 128),
+    }
+    for what, call in calls.items():
+        with pytest.raises(TypeError, match=r"float.*\[0, 1\].*x\.float\(\) / 255") as e:
+            call()
+        assert "uint8" in str(e.value) or "int64" in str(e.value) or "bool" in str(e.value), what
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        mse(np.zeros((3, 8, 8), np.float32), torch.zeros(3, 8, 8))
+
+
+# ----------------------------------------------------------------------------- SSIM as torchmetrics
+
+DMLAB = SHARED / "fixtures" / "datasets" / "dmlab" / "test" / "0" / "5.npz"
+# torchmetrics 1.6.1 structural_similarity_index_measure(x, y, data_range=1.0) on the real DMLab fixture
+# (frames / 255): SSIM(frame i, frame i + 1) for the pairs where float32 rounding makes local variances
+# negative in flat regions, and SSIM(frame, itself), which is not 1 there. Before variances were clamped at
+# 0 as torchmetrics does, these came out up to 1.3e-4 higher (exactly 1.0 for a frame with itself).
+TORCHMETRICS_NEXT_FRAME = {135: 0.7281241416931152, 136: 0.5222029089927673, 137: 0.40842655301094055,
+                           244: 0.36507323384284973, 252: 0.3884773254394531, 272: 0.36651697754859924}
+TORCHMETRICS_SELF = {0: 0.9999651312828064, 50: 0.9999671578407288, 150: 0.9999604225158691}
+
+
+def _dmlab_frames() -> torch.Tensor:
+    if not DMLAB.exists():
+        pytest.skip(f"fixture {DMLAB} not present")
+    return torch.from_numpy(np.load(DMLAB)["video"]).permute(0, 3, 1, 2).float() / 255.0
+
+
+def test_ssim_clamps_negative_variances_as_torchmetrics():
+    v = _dmlab_frames()
+    for i, ref in TORCHMETRICS_NEXT_FRAME.items():
+        assert ssim(v[i], v[i + 1]).item() == pytest.approx(ref, abs=1e-6), i
+    for i, ref in TORCHMETRICS_SELF.items():
+        assert ssim(v[i], v[i]).item() == pytest.approx(ref, abs=1e-6), i
+
+
+def test_ssim_matches_torchmetrics_per_frame():
+    """The independent reference itself (dev dependency torchmetrics==1.6.1, what FAR's evaluation ran)."""
+    tm = pytest.importorskip("torchmetrics.functional.image")
+    v = _dmlab_frames()
+    a, b = v[:-1], v[1:]
+    ref = torch.stack([tm.structural_similarity_index_measure(a[i:i + 1], b[i:i + 1], data_range=1.0)
+                       for i in range(a.shape[0])])
+    assert (ssim(a, b) - ref).abs().max().item() <= 1e-6
+    x, y = _pair(3, (4, 3, 40, 48))
+    ref = torch.stack([tm.structural_similarity_index_measure(x[i:i + 1], y[i:i + 1], data_range=1.0)
+                       for i in range(4)])
+    assert (ssim(x, y) - ref).abs().max().item() <= 1e-6

@@ -13,15 +13,19 @@ import torch
 from torch import Tensor
 
 from .errors import MetricUnavailable
-from .pixel import PER_FRAME, mse, psnr, ssim
+from .pixel import PER_FRAME, check_float_frames, mse, psnr, ssim
 from .reduce import (HIGHER_IS_BETTER, Spread, mean_over_videos, over_seeds, trajectory_reduce,
                      video_values)
 
 
 def per_frame_metric(name: str, sample: Tensor, gt: Tensor, context_length: int = 0) -> Tensor:
-    """Per-frame values of ``name`` for frames with index >= ``context_length``: (..., F - Tc)."""
+    """Per-frame values of ``name`` for frames with index >= ``context_length``: (..., F - Tc).
+
+    ``sample`` and ``gt`` are float videos (..., F, C, H, W) in [0, 1]; integer frames are refused.
+    """
     if name not in PER_FRAME:
         raise ValueError(f"no per-frame metric {name!r}; known: {sorted(PER_FRAME)}")
+    check_float_frames(name, sample=sample, gt=gt)
     if sample.shape != gt.shape:
         raise ValueError(f"sample shape {tuple(sample.shape)} != ground-truth shape {tuple(gt.shape)}")
     if sample.dim() < 4:
@@ -39,6 +43,7 @@ def far_video_metrics(sample: Tensor, gt: Tensor, context_length: int,
     Per frame after the context, mean over frames, **max** over the N trajectories (for every
     metric, as the official code does), mean over the batch.
     """
+    check_float_frames("far_video_metrics", sample=sample, gt=gt)
     if sample.dim() != 6:
         raise ValueError(f"far_video_metrics expects (B, N, F, C, H, W), got {tuple(sample.shape)}")
     out = {}
@@ -63,6 +68,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["mse", "psnr", "ssim", "per_frame_metric", "far_video_metrics", "trajectory_reduce",
+__all__ = ["mse", "psnr", "ssim", "check_float_frames", "per_frame_metric", "far_video_metrics", "trajectory_reduce",
            "over_seeds", "Spread", "video_values", "mean_over_videos", "HIGHER_IS_BETTER",
            "MetricUnavailable", *_LAZY]

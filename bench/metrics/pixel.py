@@ -9,8 +9,10 @@ official evaluation ran; checked against the official per-frame values to 1e-7).
 which is scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
 use_sample_covariance=False)``.
 
-Every function takes tensors of shape (..., C, H, W) and returns one value per frame,
-shape (...), computed in float32 like the reference.
+Every function takes float tensors of shape (..., C, H, W) with values in [0, 1] and returns one
+value per frame, shape (...), computed in float32 like the reference. Integer frames are refused
+(a uint8 frame read as a value in [0, 255] gives PSNR -21 dB instead of 27): convert them with
+``x.float() / 255``.
 """
 from __future__ import annotations
 
@@ -24,7 +26,18 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
 
-def _check_pair(pred: Tensor, target: Tensor) -> None:
+def check_float_frames(metric: str, **frames) -> None:
+    """Refuse anything but floating-point tensors (the metrics' [0, 1] convention), naming the input."""
+    for what, t in frames.items():
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{metric}: {what} must be a torch.Tensor of floats in [0, 1], got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{metric}: {what} must be a float tensor with values in [0, 1], got dtype {t.dtype} "
+                            "(convert uint8 frames with x.float() / 255)")
+
+
+def _check_pair(pred: Tensor, target: Tensor, metric: str) -> None:
+    check_float_frames(metric, prediction=pred, target=target)
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
     if pred.dim() < 3:
@@ -33,12 +46,13 @@ def _check_pair(pred: Tensor, target: Tensor) -> None:
 
 def mse(pred: Tensor, target: Tensor) -> Tensor:
     """Mean squared error per frame: mean over (C, H, W)."""
-    _check_pair(pred, target)
+    _check_pair(pred, target, "mse")
     return (pred.float() - target.float()).pow(2).mean(dim=(-3, -2, -1))
 
 
 def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
     """PSNR per frame in dB; an exact match gives +inf (as torchmetrics does)."""
+    _check_pair(pred, target, "psnr")
     err = mse(pred, target)
     return 10.0 * torch.log10(data_range ** 2 / err)
 
@@ -54,8 +68,12 @@ def _gaussian_window(size: int, sigma: float, channels: int, dtype, device) -> T
 def ssim(pred: Tensor, target: Tensor, data_range: float = 1.0,
          kernel_size: int = SSIM_KERNEL_SIZE, sigma: float = SSIM_SIGMA,
          crop_border: bool = False) -> Tensor:
-    """SSIM per frame with a Gaussian window (torchmetrics' border handling by default)."""
-    _check_pair(pred, target)
+    """SSIM per frame with a Gaussian window (torchmetrics' border handling by default).
+
+    Variances are clamped at 0 as torchmetrics does: in flat regions ``E[x^2] - E[x]^2`` rounds
+    to slightly negative values in float32, which would otherwise shrink the denominator.
+    """
+    _check_pair(pred, target, "ssim")
     lead = pred.shape[:-3]
     c, h, w = pred.shape[-3:]
     pad = (kernel_size - 1) // 2
@@ -70,7 +88,7 @@ def ssim(pred: Tensor, target: Tensor, data_range: float = 1.0,
     moments = F.conv2d(torch.cat([x, y, x * x, y * y, x * y]), window, groups=c).split(n)
     mu_x, mu_y, xx, yy, xy = moments
     mu_xx, mu_yy, mu_xy = mu_x.pow(2), mu_y.pow(2), mu_x * mu_y
-    var_x, var_y, cov = xx - mu_xx, yy - mu_yy, xy - mu_xy
+    var_x, var_y, cov = (xx - mu_xx).clamp(min=0.0), (yy - mu_yy).clamp(min=0.0), xy - mu_xy
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
     smap = ((2 * mu_xy + c1) * (2 * cov + c2)) / ((mu_xx + mu_yy + c1) * (var_x + var_y + c2))
@@ -80,3 +98,5 @@ def ssim(pred: Tensor, target: Tensor, data_range: float = 1.0,
 
 
 PER_FRAME = {"mse": mse, "psnr": psnr, "ssim": ssim}
+
+__all__ = ["mse", "psnr", "ssim", "check_float_frames", "PER_FRAME"]
