@@ -14,8 +14,13 @@ hub / FAR convention) are checked against that prefix as well.
 
 ``fetch`` streams into a temporary file next to the target and renames it into place only after
 the size and every known hash matched, so the store never holds a partial or unverified file
-under an asset's name. Hashes of large files are remembered in ``$FARZOO_HOME/hashes.json`` by
-(size, mtime) so that ``require`` and ``list`` stay cheap after the first verification.
+under an asset's name. Nothing is loaded unverified: ``require`` (the metric networks, the
+official checkpoints and DC-AEs) hashes the file and compares it with every pin before handing
+out its path, and ``check_file``/``read_checked_state_dict`` do the same for weights given by
+path (a file carrying a registry asset's name is held to that asset's pins, any other to the
+hash prefix in its name). A mismatch raises ``AssetCorrupt`` ("checksum mismatch", with the
+repair command). Hashes are remembered in ``$FARZOO_HOME/hashes.json`` by absolute path, size,
+mtime, ctime and inode, so a file is hashed once until it changes; a damaged cache is ignored.
 
 Command line (``python -m bench assets ...``)::
 
@@ -147,6 +152,10 @@ class AssetCorrupt(AssetError):
     """The file in the store (or a download) does not match its pinned size or hash."""
 
 
+class AssetUnverified(AssetError):
+    """The file has nothing to be verified against (no pinned sha256, no hash prefix in its name)."""
+
+
 class DownloadError(AssetError):
     """The download failed or delivered something other than the pinned file."""
 
@@ -185,6 +194,11 @@ def asset_path(name: str) -> Path:
 
 def fetch_command(name: str) -> str:
     return f"python -m bench assets fetch {name}"
+
+
+def repair_command(name: str) -> str:
+    """The command that replaces a bad store file with a verified download."""
+    return f"python -m bench assets fetch {name} --force"
 
 
 def _read_json(path: Path) -> dict:
@@ -245,20 +259,51 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    """sha256 of a store file, remembered by (size, mtime) in hashes.json."""
-    st = path.stat()
-    cache = _read_json(_hash_cache_path())
-    key = str(path.resolve())
-    hit = cache.get(key)
-    if hit and hit.get("size") == st.st_size and hit.get("mtime_ns") == st.st_mtime_ns:
-        return hit["sha256"]
-    digest = sha256_file(path)
-    cache[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+def _stat_key(st: os.stat_result) -> dict:
+    """What must be unchanged for a remembered hash to hold: size, mtime, ctime and inode (a file
+    rewritten in place, or replaced by another, changes at least one of them)."""
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
+
+
+def _read_hash_cache() -> dict:
+    """hashes.json, or {} when it is absent or damaged (a cache only ever saves re-hashing)."""
+    try:
+        data = json.loads(_hash_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _cache_hit(entry, st: os.stat_result) -> str | None:
+    if not isinstance(entry, dict) or any(entry.get(k) != v for k, v in _stat_key(st).items()):
+        return None
+    digest = entry.get("sha256")
+    if isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+        return digest
+    return None
+
+
+def _remember(path: Path, st: os.stat_result, digest: str) -> None:
+    cache = _read_hash_cache()  # re-read: another process may have added entries meanwhile
+    cache[str(path.resolve())] = {**_stat_key(st), "sha256": digest}
     try:
         _write_json_atomic(_hash_cache_path(), cache)
     except OSError:
         pass  # a read-only home only costs re-hashing
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, hashed once: remembered in hashes.json by (absolute path, size, mtime,
+    ctime, inode) and hashed again only when one of them changed."""
+    path = Path(path)
+    st = path.stat()
+    hit = _cache_hit(_read_hash_cache().get(str(path.resolve())), st)
+    if hit is not None:
+        return hit
+    digest = sha256_file(path)
+    after = path.stat()
+    if _stat_key(after) == _stat_key(st):  # not changed while it was being read
+        _remember(path, after, digest)
     return digest
 
 
@@ -268,10 +313,7 @@ def _cached_sha256(path: Path) -> str | None:
         st = path.stat()
     except OSError:
         return None
-    hit = _read_json(_hash_cache_path()).get(str(path.resolve()))
-    if hit and hit.get("size") == st.st_size and hit.get("mtime_ns") == st.st_mtime_ns:
-        return hit["sha256"]
-    return None
+    return _cache_hit(_read_hash_cache().get(str(path.resolve())), st)
 
 
 def _mismatches(asset: Asset, expected_sha: str | None, size: int | None, digest: str | None,
@@ -298,6 +340,7 @@ class Verification:
     path: Path
     message: str
     sha256: str | None = None
+    problems: tuple[str, ...] = ()  # what differs from the pins (status "corrupt")
 
 
 def status(name: str) -> str:
@@ -332,12 +375,13 @@ def verify(name: str) -> Verification:
     expected, origin = pinned_sha256(name)
     exp_size = _expected_size(name)
     size = path.stat().st_size
-    digest = _file_sha256(path)
+    # a wrong size already proves the file wrong: no need to read it
+    digest = None if exp_size is not None and size != exp_size else file_sha256(path)
     problems = _mismatches(asset, expected, size, digest, exp_size)
     if problems:
         return Verification(name, "corrupt", path,
                             f"corrupt: {path}: " + "; ".join(problems)
-                            + f" (delete it and run `{fetch_command(name)}`)", digest)
+                            + f" (replace it with `{repair_command(name)}`)", digest, tuple(problems))
     if expected:
         return Verification(name, "verified", path, f"verified: sha256 {digest} matches the {origin} pin", digest)
     if asset.hash_prefix:
@@ -349,19 +393,68 @@ def verify(name: str) -> Verification:
                         f"(it is {digest})", digest)
 
 
-def require(name: str, verify_hash: bool = True) -> Path:
-    """The path of a usable asset file, or an ``AssetMissing`` / ``AssetCorrupt`` saying how to fix it."""
+def require(name: str) -> Path:
+    """The path of asset ``name`` once its file matched every pin (hashed once, then remembered).
+
+    Raises ``AssetMissing`` (not in the store), ``AssetCorrupt`` (checksum mismatch: size, sha256 or
+    the file name's hash prefix differ from the pins) or ``AssetUnverified`` (nothing pins it); each
+    message names the file and the command that fixes it. There is no way around the check: every
+    network the harness loads from the store comes through here.
+    """
     asset = get_asset(name)
     path = asset_path(name)
     if not path.is_file():
         where = f"from {asset.url}" if asset.url else "(no known URL: download it yourself)"
         raise AssetMissing(f"asset {name!r} ({asset.provides}) is not in the store: expected {path}. "
                            f"Get it with `{fetch_command(name)}` {where}, or place {asset.filename} at {path}.")
-    if verify_hash:
-        v = verify(name)
-        if v.status == "corrupt":
-            raise AssetCorrupt(f"asset {name!r}: {v.message}")
+    v = verify(name)
+    if v.status == "corrupt":
+        raise AssetCorrupt(f"checksum mismatch: {path} is not the pinned {name!r} file ({'; '.join(v.problems)}); "
+                           f"replace it with `{repair_command(name)}`")
+    if v.status != "verified":
+        raise AssetUnverified(f"asset {name!r} at {path} cannot be verified: no sha256 is pinned for it and its "
+                              f"name carries no hash prefix; check the file, then record its sha256 with "
+                              f"`python -m bench assets pin {name}`")
     return path
+
+
+# weights files outside the store: "name-<sha256 prefix>.ext" (torch hub / FAR convention, as far.official)
+_WEIGHTS_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.(safetensors|pth|pt|bin|ckpt)$")
+
+
+def check_file(path: str | os.PathLike) -> str:
+    """The sha256 of a weights file given by path, after checking it against every pin that applies.
+
+    A file named like a registry asset (``FAR_B_Long_DMLab_Action64-c09441dc.pth``, wherever it is)
+    is held to that asset's pinned size and sha256 (registry or ``pins.json``); any name carrying a
+    hash prefix (``name-<hex>.ext``) to that prefix. A file with neither (a checkpoint trained here)
+    has nothing to be checked against; its hash is returned for the record. Hashed once per file
+    version (``file_sha256``). Raises ``AssetCorrupt`` ("checksum mismatch") on any difference.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    size = path.stat().st_size
+    digest = file_sha256(path)
+    problems: list[str] = []
+    names = [n for n, a in ASSETS.items() if a.filename == path.name]
+    for name in names:
+        problems += _mismatches(ASSETS[name], pinned_sha256(name)[0], size, digest, _expected_size(name))
+    m = _WEIGHTS_HASH_IN_NAME.search(path.name)
+    if m and not digest.startswith(m.group(1)):
+        problems.append(f"sha256 prefix from the file name: expected {m.group(1)}..., got {digest[:len(m.group(1))]}...")
+    if problems:
+        fix = (f"replace it with `{repair_command(names[0])}` (a verified copy at {asset_path(names[0])})"
+               if names else "replace it with an intact copy (a renamed or damaged download?)")
+        raise AssetCorrupt(f"checksum mismatch: {path}: {'; '.join(dict.fromkeys(problems))}; {fix}")
+    return digest
+
+
+def read_checked_state_dict(path: str | os.PathLike) -> dict:
+    """The tensors of a weights file (``far.official.read_state_dict``: safetensors or weights-only
+    torch.load, never unpickling code) after ``check_file`` accepted it."""
+    from far.official import read_state_dict
+    return read_state_dict(path, digest=check_file(path))
 
 
 # ----------------------------------------------------------------------------- fetch
@@ -452,7 +545,7 @@ def fetch(name: str, url: str | None = None, force: bool = False, timeout: float
         tmp.unlink(missing_ok=True)
         raise
     try:
-        _file_sha256(dest)  # remember the verified hash
+        _remember(dest, dest.stat(), digest)  # the hash of the bytes just written: no second read
     except OSError:
         pass
     if expected:
@@ -476,7 +569,7 @@ def pin(name: str) -> str:
     if not path.is_file():
         raise AssetMissing(f"asset {name!r} is not in the store: expected {path}; "
                            f"get it with `{fetch_command(name)}` before pinning")
-    digest = sha256_file(path)
+    digest = file_sha256(path)
     size = path.stat().st_size
     problems = _mismatches(asset, None, size, digest, asset.size)
     if problems:
@@ -562,5 +655,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["Asset", "ASSETS", "STATUSES", "AssetError", "UnknownAsset", "AssetMissing", "AssetCorrupt",
-           "DownloadError", "Verification", "farzoo_home", "assets_dir", "pins_path", "get_asset", "asset_path",
-           "fetch_command", "pinned_sha256", "sha256_file", "status", "verify", "require", "fetch", "pin", "main"]
+           "AssetUnverified", "DownloadError", "Verification", "farzoo_home", "assets_dir", "pins_path", "get_asset",
+           "asset_path", "fetch_command", "repair_command", "pinned_sha256", "sha256_file", "file_sha256", "status",
+           "verify", "require", "check_file", "read_checked_state_dict", "fetch", "pin", "main"]

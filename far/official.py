@@ -78,14 +78,18 @@ def config_from_official(kwargs: Mapping[str, Any], long: bool | None = None, **
     return FARConfig(**{**cfg.__dict__, **overrides})
 
 
-def verify_hash_prefix(path: str | os.PathLike) -> str | None:
-    """Check ``name-<sha256 prefix>.ext`` file names; return the prefix (None if the name has none)."""
+def verify_hash_prefix(path: str | os.PathLike, digest: str | None = None) -> str | None:
+    """Check ``name-<sha256 prefix>.ext`` file names; return the prefix (None if the name has none).
+
+    ``digest`` is the file's sha256 when the caller already knows it (e.g. ``bench.assets``, which
+    remembers hashes), so the file is not read twice; otherwise the file is hashed here.
+    """
     path = Path(path)
     match = _HASH_IN_NAME.search(path.name)
     if match is None:
         return None
     prefix = match.group(1)
-    digest = sha256_file(path)
+    digest = digest.lower() if digest is not None else sha256_file(path)
     if not digest.startswith(prefix):
         raise CheckpointError(f"{path}: file name says sha256 starts with {prefix}, "
                               f"but the file hashes to {digest[:len(prefix)]}... (corrupt or renamed download)")
@@ -100,13 +104,18 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_state_dict(path: str | os.PathLike, verify_hash: bool = True) -> dict[str, Tensor]:
-    """Tensors of a checkpoint file, never unpickling code; unwraps common nesting (``ema``, ...)."""
+def read_state_dict(path: str | os.PathLike, verify_hash: bool = True,
+                    digest: str | None = None) -> dict[str, Tensor]:
+    """Tensors of a checkpoint file, never unpickling code; unwraps common nesting (``ema``, ...).
+
+    The hash prefix in the file name (if any) is checked against ``digest`` when given (the file's
+    known sha256), else against the file's hash.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if verify_hash:
-        verify_hash_prefix(path)
+        verify_hash_prefix(path, digest)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         sd: Any = load_file(str(path))

@@ -1,6 +1,7 @@
 """The checksum-pinned asset store: fetch over real HTTP from a local server, verify, pin, require."""
 
 import hashlib
+import json
 import http.server
 import threading
 from functools import partial
@@ -228,3 +229,151 @@ def test_registry_entries():
         if a.kind != "metric":
             assert a.hash_prefix and len(a.hash_prefix) == 8, name
             assert a.url.endswith("/" + a.filename)
+
+
+# ----------------------------------------------------------------------------- hashed once, never bypassed
+
+def _count_hashes(monkeypatch) -> list[Path]:
+    """Record every full read-and-hash of a file."""
+    calls: list[Path] = []
+    real = assets.sha256_file
+
+    def counting(path):
+        calls.append(Path(path))
+        return real(path)
+    monkeypatch.setattr(assets, "sha256_file", counting)
+    return calls
+
+
+def _place(home: Path, name: str, data: bytes) -> Path:
+    path = home / "assets" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_verified_file_is_hashed_once_until_it_changes(home, monkeypatch):
+    import os
+    _register(monkeypatch)
+    path = _place(home, "toy.bin", PAYLOAD)
+    calls = _count_hashes(monkeypatch)
+    assert assets.require("toy") == path
+    assert assets.require("toy") == path and assets.verify("toy").status == "verified"
+    assert assets.status("toy") == "verified"
+    assert len(calls) == 1  # then remembered in hashes.json by (path, size, mtime, ...)
+    entry = json.loads((home / "hashes.json").read_text())[str(path.resolve())]
+    assert entry["sha256"] == SHA and entry["size"] == len(PAYLOAD) and entry["mtime_ns"] == path.stat().st_mtime_ns
+    # a new mtime means a new file version: hashed again
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert assets.require("toy") == path
+    assert len(calls) == 2
+    assert assets.require("toy") == path and len(calls) == 2
+
+
+def test_rewritten_file_with_the_old_size_and_mtime_is_hashed_again(home, monkeypatch):
+    """Same size, mtime put back: the remembered hash must not vouch for the new bytes."""
+    import os
+    _register(monkeypatch)
+    path = _place(home, "toy.bin", PAYLOAD)
+    assert assets.require("toy") == path
+    st = path.stat()
+    path.write_bytes(PAYLOAD[:-1] + b"X")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    with pytest.raises(assets.AssetCorrupt, match="checksum mismatch"):
+        assets.require("toy")
+
+
+def test_damaged_hash_cache_is_ignored(home, monkeypatch):
+    _register(monkeypatch)
+    path = _place(home, "toy.bin", PAYLOAD)
+    (home / "hashes.json").write_text("{not json")
+    calls = _count_hashes(monkeypatch)
+    assert assets.require("toy") == path and len(calls) == 1
+    # a forged entry with the right stat but a malformed digest is not trusted either
+    cache = json.loads((home / "hashes.json").read_text())
+    cache[str(path.resolve())]["sha256"] = "not-a-digest"
+    (home / "hashes.json").write_text(json.dumps(cache))
+    assert assets.require("toy") == path and len(calls) == 2
+
+
+def test_require_refuses_corrupt_and_unverifiable_files(home, monkeypatch):
+    _register(monkeypatch)
+    _place(home, "toy.bin", b"x" * len(PAYLOAD))
+    with pytest.raises(assets.AssetCorrupt) as e:
+        assets.require("toy")
+    msg = str(e.value)
+    assert "checksum mismatch" in msg and SHA in msg and "python -m bench assets fetch toy --force" in msg
+    _register(monkeypatch, name="loose", sha256=None, size=None)  # nothing pins it
+    _place(home, "loose.bin", PAYLOAD)
+    with pytest.raises(assets.AssetUnverified, match="python -m bench assets pin loose"):
+        assets.require("loose")
+    import inspect
+    assert list(inspect.signature(assets.require).parameters) == ["name"]  # no verify_hash=False bypass
+
+
+def test_lookalike_metric_networks_are_corrupt(home):
+    """The registry's real pins: a wrong file under the I3D's or AlexNet's name never passes."""
+    _place(home, "i3d_torchscript.pt", b"a look-alike network")
+    _place(home, "alexnet-owt-7be5be79.pth", b"random weights")
+    for name in ("i3d_torchscript", "alexnet"):
+        with pytest.raises(assets.AssetCorrupt, match="checksum mismatch"):
+            assets.require(name)
+        assert assets.verify(name).status == "corrupt"
+
+
+def test_weights_given_by_path_are_checked_against_the_pins(home, monkeypatch, tmp_path):
+    """Official checkpoints and DC-AEs: a file with a registry asset's name is held to its pins
+    (wherever it is), any name-<prefix> file to its prefix; loading goes through the check."""
+    import torch
+    from safetensors.torch import save_file
+    weights = tmp_path / "w.safetensors"
+    save_file({"a": torch.arange(6.0)}, str(weights))
+    data = weights.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    good = tmp_path / f"toy_far-{sha[:8]}.safetensors"
+    good.write_bytes(data)
+    _register(monkeypatch, name="toy_far", filename=good.name, sha256=None, size=None)
+    calls = _count_hashes(monkeypatch)
+    assert assets.check_file(good) == sha
+    assert torch.equal(assets.read_checked_state_dict(good)["a"], torch.arange(6.0))
+    assert len(calls) == 1  # checked and loaded: hashed once
+    # a wrong prefix in the name
+    bad = tmp_path / "toy_far-0123abcd.safetensors"
+    bad.write_bytes(data)
+    with pytest.raises(assets.AssetCorrupt, match=r"checksum mismatch.*0123abcd"):
+        assets.read_checked_state_dict(bad)
+    # the full sha256 pinned in pins.json counts as well, also for a copy outside the store
+    (home).mkdir(exist_ok=True)
+    (home / "pins.json").write_text(json.dumps({"toy_far": {"filename": good.name, "sha256": "f" * 64}}))
+    with pytest.raises(assets.AssetCorrupt, match="python -m bench assets fetch toy_far --force"):
+        assets.check_file(good)
+    # a registry file name: the registry's pin, not only the prefix
+    fake = tmp_path / assets.ASSETS["far_b_long_dmlab"].filename
+    fake.write_bytes(data)
+    with pytest.raises(assets.AssetCorrupt, match="c09441dc"):
+        assets.read_checked_state_dict(fake)
+
+
+def test_far_adapter_loads_official_weights_only_after_the_check(home, tmp_path):
+    """bench's FAR adapter: a damaged official checkpoint or DC-AE is refused before loading."""
+    from bench.models.far import FARModelConfig, FARVideoModel
+    model = FARVideoModel(FARModelConfig(num_layers=1, num_heads=1, codec="unshuffle8"))
+    fake = tmp_path / assets.ASSETS["far_b_long_dmlab"].filename
+    fake.write_bytes(b"not the released checkpoint")
+    with pytest.raises(assets.AssetCorrupt, match="checksum mismatch"):
+        model.load_official(fake)
+    # DC-AE weights: the tiny DC-AE of the parity fixtures stands in for the released one
+    import shutil
+    from far.autoencoder import LatentCodec, build_dcae
+    from conftest import SHARED
+    case = SHARED / "fixtures" / "far_official" / "E_dcae"
+    if not case.is_dir():
+        pytest.skip(f"{case} not present")
+    model.codec = LatentCodec(build_dcae(json.loads((case / "dcae_config.json").read_text())))
+    fake_vae = tmp_path / assets.ASSETS["dcae_dmlab_res64"].filename
+    shutil.copy(case / "model.safetensors", fake_vae)  # real DC-AE weights, but not the pinned file
+    with pytest.raises(assets.AssetCorrupt, match="checksum mismatch.*17035ae5"):
+        model.load_codec_weights(fake_vae)
+    model.load_codec_weights(case / "model.safetensors")  # nothing pins this name: loads

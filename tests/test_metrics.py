@@ -1,9 +1,9 @@
 """LPIPS, FVD and GreenEarthNet scores: wrappers against direct computations, no downloads.
 
-Metric networks are replaced by stand-ins saved into a temporary FARZOO_HOME: a randomly
-initialised torchvision AlexNet (LPIPS) and a tiny TorchScript module with the I3D's call
-signature (FVD plumbing). The asset lookup is pinned to the fallback location, so a
-checksum-verifying asset store does not reject the random stand-ins.
+Metric networks are replaced by stand-ins given explicitly, never through the asset store: a
+randomly initialised torchvision AlexNet (``build_lpips(state_dict)``) and a tiny TorchScript
+module with the I3D's call signature (``I3DFeatures(detector=...)``). Placed in the store under
+the real networks' names, the same stand-ins are refused ("checksum mismatch").
 """
 from __future__ import annotations
 
@@ -29,21 +29,21 @@ CUBE = "MJJ21/32ULB_2021-05-01_2021-09-27_1977_2105_1721_1849_30_110_26_106.nc"
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    """An empty FARZOO_HOME with the metric asset lookup pinned to its fallback location."""
+    """An empty asset store in a temporary FARZOO_HOME."""
     monkeypatch.setenv("FARZOO_HOME", str(tmp_path / "farzoo"))
-    monkeypatch.setattr(errors, "asset_path", errors.fallback_asset_path)
     (tmp_path / "farzoo" / "assets").mkdir(parents=True)
     return tmp_path / "farzoo" / "assets"
 
 
 # ----------------------------------------------------------------------------- asset lookup
 
-def test_fallback_asset_location(monkeypatch, tmp_path):
+def test_metric_networks_live_in_the_asset_store(monkeypatch, tmp_path):
+    from bench import assets
     monkeypatch.setenv("FARZOO_HOME", str(tmp_path))
-    assert errors.fallback_asset_path("i3d_torchscript") == tmp_path / "assets" / "i3d_torchscript.pt"
-    assert errors.fallback_asset_path("alexnet") == tmp_path / "assets" / "alexnet-owt-7be5be79.pth"
+    assert assets.asset_path("i3d_torchscript") == tmp_path / "assets" / "i3d_torchscript.pt"
+    assert assets.asset_path("alexnet") == tmp_path / "assets" / "alexnet-owt-7be5be79.pth"
     monkeypatch.delenv("FARZOO_HOME")
-    assert errors.fallback_asset_path("alexnet") == Path("~/.cache/farzoo/assets/alexnet-owt-7be5be79.pth").expanduser()
+    assert assets.asset_path("alexnet") == Path("~/.cache/farzoo/assets/alexnet-owt-7be5be79.pth").expanduser()
 
 
 def test_missing_asset_names_the_fetch_command(store):
@@ -54,12 +54,15 @@ def test_missing_asset_names_the_fetch_command(store):
     assert str(store / "i3d_torchscript.pt") in e.value.provide
 
 
-def test_store_errors_become_unavailable(monkeypatch):
-    def refuse(name):
-        raise RuntimeError("checksum mismatch")
-    monkeypatch.setattr(errors, "asset_path", refuse)
-    with pytest.raises(MetricUnavailable, match="checksum mismatch"):
+def test_store_errors_become_unavailable(store, monkeypatch):
+    from bench import assets
+
+    def unverifiable(name):
+        raise assets.AssetUnverified("nothing pins it")
+    monkeypatch.setattr(assets, "require", unverifiable)
+    with pytest.raises(MetricUnavailable, match="nothing pins it") as e:
         errors.require_asset("lpips", "alexnet")
+    assert e.value.metric == "lpips"
 
 
 # ----------------------------------------------------------------------------- LPIPS
@@ -299,12 +302,20 @@ class FakeI3D(torch.nn.Module):
         return F.pad(feats, (0, 400 - feats.shape[1]))
 
 
-@pytest.fixture
-def i3d_store(store):
+@pytest.fixture(scope="module")
+def fake_i3d():
+    """The stand-in I3D as TorchScript, like the real network, given explicitly as the detector."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
-        torch.jit.save(torch.jit.script(FakeI3D()), str(store / "i3d_torchscript.pt"))
-    return store
+        return torch.jit.script(FakeI3D())
+
+
+def _save_lookalike_i3d(store: Path) -> Path:
+    path = store / "i3d_torchscript.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(FakeI3D()), str(path))
+    return path
 
 
 def _videos(seed, v=5, t=10, h=32, w=40):
@@ -312,8 +323,8 @@ def _videos(seed, v=5, t=10, h=32, w=40):
     return torch.rand(v, t, 3, h, w, generator=g)
 
 
-def test_i3d_input_convention_is_fars(i3d_store):
-    net = fvdm.I3DFeatures(batch_size=4)
+def test_i3d_input_convention_is_fars(fake_i3d):
+    net = fvdm.I3DFeatures(batch_size=4, detector=fake_i3d)
     v = torch.zeros(2, 12, 3, 16, 16)
     v[:, :, 0] = 0.0
     v[:, :, 1] = 0.5
@@ -330,17 +341,17 @@ def test_i3d_input_convention_is_fars(i3d_store):
     assert fvdm.I3D_KWARGS == {"rescale": False, "resize": True, "return_features": True}
 
 
-def test_i3d_batching_and_fvd_videos(i3d_store):
+def test_i3d_batching_and_fvd_videos(fake_i3d):
     real, fake = _videos(0, v=7), _videos(1, v=7) * 0.8
-    f_small = fvdm.I3DFeatures(batch_size=3)(real)
-    f_big = fvdm.I3DFeatures(batch_size=32)(real)
+    f_small = fvdm.I3DFeatures(batch_size=3, detector=fake_i3d)(real)
+    f_big = fvdm.I3DFeatures(batch_size=32, detector=fake_i3d)(real)
     torch.testing.assert_close(f_small, f_big, rtol=1e-6, atol=1e-6)
-    got = fvdm.fvd_videos(real, fake)
-    ref = fvdm.fvd(f_big.numpy(), fvdm.I3DFeatures()(fake).numpy())
+    got = fvdm.fvd_videos(real, fake, detector=fake_i3d)
+    ref = fvdm.fvd(f_big.numpy(), fvdm.I3DFeatures(detector=fake_i3d)(fake).numpy())
     assert got == pytest.approx(ref, rel=1e-9) and got > 0
-    assert abs(fvdm.fvd_videos(real, real)) < 1e-6
-    stats = fvdm.I3DFeatures(batch_size=2).stats(real[:3])
-    fvdm.I3DFeatures(batch_size=2).stats(real[3:], into=stats)
+    assert abs(fvdm.fvd_videos(real, real, detector=fake_i3d)) < 1e-6
+    stats = fvdm.I3DFeatures(batch_size=2, detector=fake_i3d).stats(real[:3])
+    fvdm.I3DFeatures(batch_size=2, detector=fake_i3d).stats(real[3:], into=stats)
     np.testing.assert_allclose(stats.mean, f_big.numpy().mean(0), atol=1e-12)
 
 
@@ -349,6 +360,62 @@ def test_missing_i3d_is_unavailable(store):
         fvdm.fvd_videos(_videos(0, v=2), _videos(1, v=2))
     assert e.value.metric == "fvd" and "i3d_torchscript" in e.value.reason
     assert e.value.provide.startswith("python -m bench assets fetch i3d_torchscript")
+
+
+def test_lookalike_i3d_in_the_store_is_unavailable(store):
+    """A network with the I3D's interface but other weights under the I3D's name gives no FVD (it gave
+    one before: the file was loaded because it existed)."""
+    path = _save_lookalike_i3d(store)
+    for make in (lambda: fvdm.I3DFeatures(), lambda: fvdm.fvd_videos(_videos(0, v=3), _videos(1, v=3))):
+        with pytest.raises(MetricUnavailable) as e:
+            make()
+        assert e.value.metric == "fvd" and "checksum mismatch" in e.value.reason and str(path) in e.value.reason
+        assert e.value.provide == "python -m bench assets fetch i3d_torchscript --force"
+
+
+def test_i3d_has_no_unverified_file_path():
+    """Files reach the I3D only through the verified store; the old ``path=`` bypass is gone."""
+    import inspect
+    assert "path" not in inspect.signature(fvdm.I3DFeatures).parameters
+    with pytest.raises(TypeError):
+        fvdm.I3DFeatures(path="i3d_torchscript.pt")
+
+
+def test_random_alexnet_in_the_store_is_unavailable(store, random_alexnet):
+    """A random AlexNet under torchvision's file name gives no LPIPS (it gave values before)."""
+    from bench.metrics.lpips import lpips_per_frame
+    path = store / "alexnet-owt-7be5be79.pth"
+    path.symlink_to(random_alexnet)  # a 244 MB look-alike, not copied
+    a, b = _frames(2, (1, 3, 32, 32))
+    with pytest.raises(MetricUnavailable) as e:
+        lpips_per_frame(a, b, "far")
+    assert e.value.metric == "lpips" and "checksum mismatch" in e.value.reason
+    assert e.value.provide == "python -m bench assets fetch alexnet --force"
+
+
+def test_score_store_reports_lookalike_networks_as_unavailable(store, random_alexnet, tmp_path):
+    """End to end: with look-alike networks in the store, the record holds "unavailable", not a number."""
+    from bench.evaluate import sample_to_store, score_store
+    from bench.models.dummy import RepeatLastFrame
+    from bench.tasks import Metric, Part, QuickScale, Task
+    _save_lookalike_i3d(store)
+    (store / "alexnet-owt-7be5be79.pth").symlink_to(random_alexnet)
+    part = Part("A", 2, 10, "none", (Metric("psnr", "best"), Metric("lpips", "best", convention="far"),
+                                     Metric("fvd", "mean", include_context=True)))
+    task = Task(name="tiny_fvd", version=1, dataset="dmlab", split="validation", selection="all", num_videos=3,
+                resolution=32, num_frames=12, frame_stride=1, parts=(part,), trajectories=1, seeds=(0,),
+                quick=QuickScale(num_videos=3))
+    g = torch.Generator().manual_seed(0)
+    data = [{"video": torch.rand(12, 3, 32, 32, generator=g), "id": f"v{i}"} for i in range(3)]
+    sample_to_store(RepeatLastFrame(), task, data, tmp_path / "samples")
+    logs = []
+    scores = score_store(task, data, tmp_path / "samples", log=logs.append)
+    assert isinstance(scores["psnr"]["mean"], float)
+    for name, asset in (("fvd", "i3d_torchscript"), ("lpips", "alexnet")):
+        assert "mean" not in scores[name], scores[name]
+        assert "checksum mismatch" in scores[name]["unavailable"]
+        assert scores[name]["provide"] == f"python -m bench assets fetch {asset} --force"
+    assert any("checksum mismatch" in line for line in logs)
 
 
 def test_fvd_clips_protocol_knobs():

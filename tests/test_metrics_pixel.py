@@ -79,6 +79,8 @@ def test_over_seeds_spread():
 def test_integer_frames_are_refused_by_every_metric():
     """uint8 frames read as values in [0, 255] gave PSNR -21 dB instead of 27 (and wrong SSIM, LPIPS, FVD)."""
     from bench.metrics import per_frame_metric
+    from bench.metrics.fvd import I3DFeatures, fvd_videos
+    from bench.metrics.lpips import lpips_per_frame
     g = torch.Generator().manual_seed(0)
     gt = torch.rand(1, 2, 3, 3, 32, 32, generator=g)
     sample = (gt + 0.05 * torch.randn(gt.shape, generator=g)).clamp(0, 1)
@@ -89,6 +91,9 @@ def test_integer_frames_are_refused_by_every_metric():
         "mse": lambda: mse(s8, g8), "psnr": lambda: psnr(s8, g8), "ssim": lambda: ssim(s8, g8),
         "per_frame_metric": lambda: per_frame_metric("psnr", s8, g8, 1),
         "far_video_metrics": lambda: far_video_metrics(s8, g8, context_length=1),
+        "lpips": lambda: lpips_per_frame(s8[0, 0], g8[0, 0], convention="far"),
+        "fvd": lambda: fvd_videos(g8[0], s8[0]),
+        "i3d": lambda: I3DFeatures(detector=torch.nn.Identity())(s8[0]),
         "mixed": lambda: psnr(s8.float() / 255, g8),
         "int64": lambda: mse(s8.long(), g8.long()),
         "bool": lambda: mse(s8 > 128, g8 > 128),

@@ -56,7 +56,8 @@ def far_video_metrics(sample: Tensor, gt: Tensor, context_length: int,
 _LAZY = {
     "lpips_per_frame": "lpips",
     "fvd_videos": "fvd", "fvd_clips": "fvd", "frechet_distance": "fvd",
-    "FeatureStats": "fvd", "I3DFeatures": "fvd",
+    "FeatureStats": "fvd", "I3DFeatures": "fvd", "i3d_detector": "fvd", "lpips_model": "lpips",
+    "build_lpips": "lpips",
     "greenearthnet_scores": "earthnet", "GreenEarthNetScorer": "earthnet", "ndvi_psnr": "earthnet",
 }
 

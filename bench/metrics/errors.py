@@ -1,23 +1,19 @@
 """``MetricUnavailable`` and the lookup of metric networks (I3D, AlexNet) in the asset store.
 
-Metric networks are never downloaded by the metric code. They are looked up by asset name
-through ``bench.assets.asset_path`` (the checksum-pinned store); while that module does not
-exist, ``fallback_asset_path`` gives ``$FARZOO_HOME/assets/<filename>`` (default
-``~/.cache/farzoo``). A missing (or rejected) file raises ``MetricUnavailable`` saying how to
-provide it, so a run can report the metric as unavailable instead of crashing.
+Metric networks are never downloaded by the metric code, and never loaded unverified: they come
+from the checksum-pinned asset store (``bench.assets.require``), which hashes the file (once per
+file version) and compares it with the pinned sha256 before handing out its path. A missing file,
+or one that is not the pinned network (a look-alike with the right interface but other weights),
+raises ``MetricUnavailable`` with the reason ("checksum mismatch: ...") and the command that fixes
+it, so a run reports the metric as unavailable instead of computing a number with it.
+
+Tests and callers holding their own weights build networks from them explicitly
+(``bench.metrics.lpips.build_lpips``, ``bench.metrics.fvd.I3DFeatures(detector=...)``); no path
+leads from a file to a network around the check.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-# asset name -> file name, as the upstream projects publish them
-ASSET_FILES = {
-    # StyleGAN-V's TorchScript I3D (Kinetics-400), used by FAR's FVD
-    "i3d_torchscript": "i3d_torchscript.pt",
-    # torchvision's ImageNet AlexNet (IMAGENET1K_V1), the LPIPS v0.1 trunk
-    "alexnet": "alexnet-owt-7be5be79.pth",
-}
 
 
 class MetricUnavailable(Exception):
@@ -34,39 +30,24 @@ def fetch_command(name: str) -> str:
     return f"python -m bench assets fetch {name}"
 
 
-def fallback_asset_path(name: str) -> Path:
-    """Where an asset lives when ``bench.assets`` is absent: ``$FARZOO_HOME/assets/<file>``."""
-    if name not in ASSET_FILES:
-        raise KeyError(f"unknown metric asset {name!r}; known: {sorted(ASSET_FILES)}")
-    home = Path(os.environ.get("FARZOO_HOME", "~/.cache/farzoo")).expanduser()
-    return home / "assets" / ASSET_FILES[name]
-
-
-def asset_path(name: str) -> Path:
-    """Path of asset ``name``: the asset store's answer, or the fallback location without it."""
-    try:
-        from bench.assets import asset_path as store_asset_path
-    except ModuleNotFoundError as e:
-        if e.name not in ("bench.assets", "bench"):
-            raise
-        return fallback_asset_path(name)
-    return Path(store_asset_path(name))
-
-
 def require_asset(metric: str, name: str) -> Path:
-    """The file of asset ``name`` for ``metric``, or ``MetricUnavailable`` naming how to get it."""
+    """The verified file of asset ``name`` for ``metric``, or ``MetricUnavailable`` saying why and how
+    to fix it: not in the store (fetch it), checksum mismatch (fetch it again with ``--force``)."""
+    from bench import assets
+
     try:
-        path = Path(asset_path(name))
-    except MetricUnavailable:
-        raise
-    except Exception as e:  # the store refuses: unknown, missing, checksum mismatch, ...
-        raise MetricUnavailable(metric, f"asset {name!r}: {e}", fetch_command(name)) from e
-    if not path.is_file():
-        where = f" (or place {ASSET_FILES.get(name, name)} at {path})"
+        return assets.require(name)
+    except assets.AssetMissing as e:
+        path = assets.asset_path(name)
         raise MetricUnavailable(metric, f"asset {name!r} not found at {path}",
-                                fetch_command(name) + where)
-    return path
+                                f"{fetch_command(name)} (or place {assets.get_asset(name).filename} at {path})") from e
+    except assets.AssetCorrupt as e:
+        raise MetricUnavailable(metric, f"asset {name!r}: {e}", assets.repair_command(name)) from e
+    except assets.AssetError as e:  # unverifiable, unknown name, unreadable pins
+        raise MetricUnavailable(metric, f"asset {name!r}: {e}", fetch_command(name)) from e
+    except OSError as e:  # present but unreadable
+        raise MetricUnavailable(metric, f"asset {name!r}: cannot read {assets.asset_path(name)}: {e}",
+                                assets.repair_command(name)) from e
 
 
-__all__ = ["MetricUnavailable", "ASSET_FILES", "asset_path", "fallback_asset_path", "require_asset",
-           "fetch_command"]
+__all__ = ["MetricUnavailable", "require_asset", "fetch_command"]

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import warnings
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .errors import require_asset
+from .pixel import check_float_frames
 
 ASSET = "i3d_torchscript"
 I3D_KWARGS = {"rescale": False, "resize": True, "return_features": True}
@@ -177,34 +177,46 @@ def fvd(real_feats, fake_feats) -> float:
 # ----------------------------------------------------------------------------- the I3D network
 
 @lru_cache(maxsize=2)
-def _load_i3d(path: str, mtime_ns: int, device: str) -> torch.jit.ScriptModule:
+def _load_i3d(path: str, size: int, mtime_ns: int, ctime_ns: int, device: str) -> torch.jit.ScriptModule:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
         return torch.jit.load(path, map_location=device).eval()
 
 
+def i3d_detector(device: torch.device | str = "cpu") -> torch.jit.ScriptModule:
+    """The asset store's I3D, loaded only after its sha256 matched the pin (``MetricUnavailable``
+    otherwise: missing, or "checksum mismatch" with the repair command)."""
+    path = require_asset("fvd", ASSET)
+    st = path.stat()
+    return _load_i3d(str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, str(torch.device(device)))
+
+
 class I3DFeatures:
-    """I3D features of videos (B, T, 3, H, W) in [0, 1] -> (B, 400) float64, FAR's convention."""
+    """I3D features of videos (B, T, 3, H, W) in [0, 1] -> (B, 400) float64, FAR's convention.
+
+    The network is the asset store's verified I3D (:func:`i3d_detector`), or ``detector``: a module
+    given explicitly (e.g. a test's stand-in) with the I3D's call signature
+    ``detector(x, rescale=False, resize=True, return_features=True)``. There is no file-path
+    argument: files are loaded through the checksum-verified store only.
+    """
 
     def __init__(self, device: torch.device | str = "cpu", batch_size: int = BATCH_SIZE,
-                 path: str | Path | None = None):
+                 detector: torch.nn.Module | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
         self.batch_size = batch_size
-        path = Path(path) if path is not None else require_asset("fvd", ASSET)
-        self.path = path
-        self.detector = _load_i3d(str(path), path.stat().st_mtime_ns, str(self.device))
+        self.detector = detector if detector is not None else i3d_detector(self.device)
 
     @staticmethod
     def network_input(videos: Tensor) -> Tensor:
         """(B, T, 3, H, W) in [0, 1] -> the network's (B, 3, T, H, W) float32 in [-1, 1]."""
-        if videos.dim() != 5 or videos.shape[2] != 3:
-            raise ValueError(f"expected videos (B, T, 3, H, W), got {tuple(videos.shape)}")
+        _check_videos(videos)
         return (videos.float() * 2 - 1).permute(0, 2, 1, 3, 4).contiguous()
 
     @torch.no_grad()
     def __call__(self, videos: Tensor) -> torch.Tensor:
-        if videos.dim() != 5 or videos.shape[2] != 3:
-            raise ValueError(f"expected videos (B, T, 3, H, W), got {tuple(videos.shape)}")
+        _check_videos(videos)
         if videos.shape[1] < 2:
             raise ValueError("FVD needs videos of more than 1 frame")
         out = []
@@ -219,6 +231,12 @@ class I3DFeatures:
         """Accumulate the features of ``videos`` into ``into`` (a new ``FeatureStats`` by default)."""
         into = into if into is not None else FeatureStats()
         return into.update(self(videos))
+
+
+def _check_videos(videos: Tensor) -> None:
+    check_float_frames("fvd", videos=videos)
+    if videos.dim() != 5 or videos.shape[2] != 3:
+        raise ValueError(f"expected videos (B, T, 3, H, W), got {tuple(videos.shape)}")
 
 
 # ----------------------------------------------------------------------------- protocol helpers
@@ -239,13 +257,15 @@ def fvd_clips(videos: Tensor, include_context: bool, context_frames: int, min_fr
 
 
 def fvd_videos(real: Tensor, fake: Tensor, device: torch.device | str = "cpu",
-               batch_size: int = BATCH_SIZE) -> float:
-    """FVD between two sets of videos (V, T, 3, H, W) in [0, 1] (FAR: generated vs real)."""
+               batch_size: int = BATCH_SIZE, detector: torch.nn.Module | None = None) -> float:
+    """FVD between two sets of videos (V, T, 3, H, W) float in [0, 1] (FAR: generated vs real);
+    ``detector`` as in :class:`I3DFeatures` (default: the store's verified I3D)."""
+    check_float_frames("fvd", real=real, fake=fake)
     if real.shape[1:] != fake.shape[1:]:
         raise ValueError(f"real clips {tuple(real.shape[1:])} and fake clips {tuple(fake.shape[1:])} differ")
-    net = I3DFeatures(device, batch_size)
+    net = I3DFeatures(device, batch_size, detector=detector)
     return fvd_from_stats(net.stats(real), net.stats(fake))
 
 
 __all__ = ["frechet_distance", "frechet_distance_eig", "FeatureStats", "fvd", "fvd_from_stats",
-           "I3DFeatures", "fvd_clips", "fvd_videos", "I3D_KWARGS", "FEATURE_DIM", "ASSET"]
+           "I3DFeatures", "i3d_detector", "fvd_clips", "fvd_videos", "I3D_KWARGS", "FEATURE_DIM", "ASSET"]

@@ -1,11 +1,13 @@
 """LPIPS (AlexNet trunk, version 0.1) per frame, under an explicit input convention.
 
 The network is the ``lpips`` package's own ``LPIPS(net="alex", version="0.1")``: its learned
-linear layers ship inside the pip package (``lpips/weights/v0.1/alex.pth``); the AlexNet trunk
-is torchvision's ImageNet AlexNet (``alexnet-owt-7be5be79.pth``). Neither lpips nor torchvision
-is ever allowed to download: the trunk is built randomly initialised (``pnet_rand=True``) and
-then loaded from weights given explicitly (:func:`build_lpips`) or from the checksum-verified
-asset store (:func:`lpips_model`, the only path the harness uses).
+linear layers ship inside the pip package (``lpips/weights/v0.1/alex.pth``, checked against the
+sha256 of lpips 0.1.4's file before use); the AlexNet trunk is torchvision's ImageNet AlexNet
+(``alexnet-owt-7be5be79.pth``). Neither lpips nor torchvision is ever allowed to download or
+unpickle: the network is built without weights and then loaded (``weights_only``) from weights
+given explicitly (:func:`build_lpips`, e.g. a test's) or from the asset store's file after its
+sha256 matched the pin (:func:`lpips_model`, the only path from a file; a look-alike AlexNet
+makes LPIPS unavailable with "checksum mismatch").
 
 Two input conventions exist, and they give different numbers:
 
@@ -20,6 +22,8 @@ One value per frame, float32.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -28,11 +32,38 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from .errors import require_asset
+from .errors import MetricUnavailable, require_asset
+from .pixel import check_float_frames
 
 ASSET = "alexnet"
 LPIPS_VERSION = "0.1"
 CONVENTIONS = ("far", "standard")  # [0, 1] input as FAR's evaluation | [-1, 1] as the package expects
+# sha256 of lpips 0.1.4's lpips/weights/v0.1/alex.pth (the learned linear layers)
+LIN_WEIGHTS_SHA256 = "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
+LIN_KEYS = tuple(f"lin{i}.model.1.weight" for i in range(5))
+
+
+@lru_cache(maxsize=1)
+def _lin_state_dict() -> dict[str, Tensor]:
+    """The linear layers shipped in the lpips package, after their sha256 matched lpips 0.1.4's."""
+    import lpips
+
+    path = Path(lpips.__file__).parent / "weights" / f"v{LPIPS_VERSION}" / "alex.pth"
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise MetricUnavailable("lpips", f"cannot read the lpips package's linear layers {path}: {e}",
+                                "pip install --force-reinstall lpips==0.1.4") from e
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != LIN_WEIGHTS_SHA256:
+        raise MetricUnavailable("lpips", f"checksum mismatch: {path} (the lpips package's linear layers): "
+                                f"expected sha256 {LIN_WEIGHTS_SHA256}, got {digest}",
+                                "pip install --force-reinstall lpips==0.1.4")
+    sd = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if set(sd) != set(LIN_KEYS):
+        raise MetricUnavailable("lpips", f"{path} holds {sorted(sd)}, expected {list(LIN_KEYS)}",
+                                "pip install --force-reinstall lpips==0.1.4")
+    return dict(sd)
 
 
 def _trunk_state_dict(net: torch.nn.Module, alexnet_sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -51,27 +82,30 @@ def build_lpips(alexnet_state_dict: Mapping[str, Tensor], device: torch.device |
     """LPIPS v0.1 with the AlexNet trunk taken from ``alexnet_state_dict`` (torchvision key names;
     only the ``features.*`` entries are used). For explicit weights, e.g. a test's; users get the
     verified network through :func:`lpips_model`."""
-    import lpips  # the package: linear layers and the network definition
+    import lpips  # the package: the network definition
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision's deprecation note on pretrained=False
-        model = lpips.LPIPS(pretrained=True, net="alex", version=LPIPS_VERSION, lpips=True,
+        model = lpips.LPIPS(pretrained=False, net="alex", version=LPIPS_VERSION, lpips=True,
                             pnet_rand=True, verbose=False)
     model.net.load_state_dict(_trunk_state_dict(model.net, alexnet_state_dict), strict=True)
+    missing, unexpected = model.load_state_dict(_lin_state_dict(), strict=False)
+    assert not unexpected and all(k.startswith(("net.", "scaling_layer.", "lins.")) for k in missing), \
+        (missing, unexpected)
     return model.eval().requires_grad_(False).to(device)
 
 
 @lru_cache(maxsize=4)
-def _load(path: str, size: int, mtime_ns: int, device: str) -> torch.nn.Module:
+def _load(path: str, size: int, mtime_ns: int, ctime_ns: int, device: str) -> torch.nn.Module:
     return build_lpips(torch.load(path, map_location="cpu", weights_only=True), device)
 
 
 def lpips_model(device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The LPIPS module from the asset store's verified AlexNet; ``MetricUnavailable`` when the file
-    is absent or fails its checksum."""
+    """The LPIPS module from the asset store's AlexNet, loaded only after its sha256 matched the pin;
+    ``MetricUnavailable`` when the file is absent or is not the pinned one ("checksum mismatch")."""
     path = Path(require_asset("lpips", ASSET))
     st = path.stat()
-    return _load(str(path), st.st_size, st.st_mtime_ns, str(torch.device(device)))
+    return _load(str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, str(torch.device(device)))
 
 
 def _network_input(frames: Tensor, convention: str) -> Tensor:
@@ -95,14 +129,11 @@ def lpips_per_frame(pred: Tensor, target: Tensor, convention: str, device: torch
     the asset store's verified network.
     """
     check_convention(convention)
+    check_float_frames("lpips", prediction=pred, target=target)
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
     if pred.dim() < 3 or pred.shape[-3] != 3:
         raise ValueError(f"expected RGB frames (..., 3, H, W), got {tuple(pred.shape)}")
-    for what, t in (("prediction", pred), ("target", target)):
-        if not t.is_floating_point():
-            raise TypeError(f"LPIPS {what} must be a float tensor in [0, 1], got {t.dtype} "
-                            "(convert uint8 frames with x.float() / 255)")
     if model is None:
         model = lpips_model(device)
     device = next(model.parameters()).device

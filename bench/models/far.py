@@ -121,7 +121,9 @@ class FARVideoModel(nn.Module):
         self.model_config = cfg
         if cfg.long_clip not in ("random", "full"):
             raise ValueError(f"FAR option long_clip must be 'random' or 'full', got {cfg.long_clip!r}")
-        self.codec = build_codec(cfg.codec, cfg.vae_weights)
+        self.codec = build_codec(cfg.codec)
+        if cfg.vae_weights:
+            self.load_codec_weights(cfg.vae_weights)
         self.trainable = True
         self.conditions = frozenset({cfg.condition}) - {"none"}
         channels = self.codec.latent_channels
@@ -150,19 +152,22 @@ class FARVideoModel(nn.Module):
         return {**asdict(self.model_config), "far_config": asdict(self.net.cfg)}
 
     def load_official(self, path: str | Path) -> None:
-        """Load an official FAR checkpoint (official key names; hash prefix verified when present)."""
-        from far.official import load_official_state_dict, read_state_dict
-        load_official_state_dict(self.net, read_state_dict(str(path)), source=str(path))
+        """Load an official FAR checkpoint (official key names), checked against its pins first
+        (``bench.assets.check_file``: the registry/pins.json sha256, or the file name's hash prefix)."""
+        from bench.assets import read_checked_state_dict
+        from far.official import load_official_state_dict
+        load_official_state_dict(self.net, read_checked_state_dict(path), source=str(path))
 
     def official_assets(self) -> tuple[str | None, str | None]:
         """Asset-store names of the released (transformer, DC-AE) weights for this setting, if any."""
         return self.model_config.official_weights, self.model_config.official_vae
 
     def load_codec_weights(self, path: str | Path) -> None:
-        from far.official import read_state_dict
+        """Load DC-AE weights, checked against their pins first (as ``load_official``)."""
+        from bench.assets import read_checked_state_dict
         if not hasattr(self.codec, "vae"):
             raise ValueError(f"codec {self.model_config.codec!r} has no weights to load ({path})")
-        self.codec.vae.load_state_dict(read_state_dict(str(path)), strict=True)
+        self.codec.vae.load_state_dict(read_checked_state_dict(path), strict=True)
 
     def use_protocol_sampling(self, part: Part) -> None:
         """The protocol pins guidance, steps and null conditioning for each part."""

@@ -66,7 +66,12 @@ class VideoDiTVideoModel(nn.Module):
         super().__init__()
         self.name = name
         self.model_config = cfg
-        self.codec = build_codec(cfg.codec, cfg.vae_weights)
+        self.codec = build_codec(cfg.codec)
+        if cfg.vae_weights:  # DC-AE weights, checked against their pins first
+            from bench.assets import read_checked_state_dict
+            if not hasattr(self.codec, "vae"):
+                raise ValueError(f"codec {cfg.codec!r} has no weights to load ({cfg.vae_weights})")
+            self.codec.vae.load_state_dict(read_checked_state_dict(cfg.vae_weights), strict=True)
         self.codec.requires_grad_(False)
         self.trainable = True
         self.conditions = frozenset({cfg.condition}) - {"none"}
