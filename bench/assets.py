@@ -307,6 +307,9 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest
 
 
+_file_sha256 = file_sha256  # the name before it was public
+
+
 def _cached_sha256(path: Path) -> str | None:
     """The remembered sha256 of ``path`` if it is still current; never hashes."""
     try:

@@ -5,7 +5,9 @@
 * ``far_video_metrics``: the official FAR evaluation of (B, N, F, C, H, W) videos
 * ``lpips.py`` (LPIPS, AlexNet v0.1), ``fvd.py`` (StyleGAN-V I3D FVD), ``earthnet.py``
   (GreenEarthNet scores, NDVI PSNR): imported on first use, as they pull in heavier packages
-* ``MetricUnavailable``: raised when a metric network is not in the asset store (``errors.py``)
+* ``MetricUnavailable``: raised when a metric network is not in the asset store, or is not the
+  pinned file ("checksum mismatch") (``errors.py``)
+* every entry point takes float frames in [0, 1] and refuses integer ones (``check_float_frames``)
 """
 from __future__ import annotations
 
