@@ -53,6 +53,7 @@ _LAZY = {
     "fvd_videos": "fvd", "fvd_clips": "fvd", "frechet_distance": "fvd",
     "FeatureStats": "fvd", "I3DFeatures": "fvd",
     "greenearthnet_scores": "earthnet", "GreenEarthNetScorer": "earthnet", "ndvi_psnr": "earthnet",
+    "ndvi_ssim": "earthnet",
 }
 
 
