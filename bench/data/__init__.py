@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from bench.data import bair, dmlab, greenearthnet, minecraft, ucf101
 from bench.data.video_io import ClipDict, VideoRef
+from bench.recipes import recipe_for
 from bench.tasks import Task
 
 __all__ = ["DATASETS", "ClipDataset", "ClipDict", "TrainClipDataset", "VideoRef", "dataset_module",
@@ -166,17 +167,23 @@ class TrainClipDataset(Dataset):
 
     Starts are any frame (GreenEarthNet: any Sentinel-2 day). A video shorter than the window is
     an error for DMLab/Minecraft/GreenEarthNet (FAR raises); UCF-101 and BAIR start at 0 and pad
-    with zero frames, as FAR does.
+    with zero frames, as FAR does (UCF-101 at stride 1 when the clip is too short for the stride).
+    ``hflip``: flip the clip horizontally with probability 0.5 (after the crop, as FAR's
+    ``use_flip``); by default as the dataset's training recipe says (``bench.recipes``: UCF-101).
     """
 
     PADDED = ("ucf101", "bair")
 
     def __init__(self, task: Task, refs: list[VideoRef], root: str | Path | None = None,
-                 num_frames: int | None = None, random_crop: bool = True):
+                 num_frames: int | None = None, random_crop: bool = True, hflip: bool | None = None):
         self.task, self.refs, self.root = task, list(refs), root
         self.module = dataset_module(task.dataset)
         self.num_frames = num_frames or task.num_frames
         self.random_crop = random_crop
+        self.hflip = recipe_for(task).hflip if hflip is None else hflip
+        if self.hflip and task.dataset == "greenearthnet":
+            raise ValueError("TrainClipDataset: hflip would flip only the video of a GreenEarthNet clip, not its "
+                             "masks, bands and static layers")
         self._lengths: dict[int, int] = {}
 
     def __len__(self) -> int:
@@ -202,8 +209,11 @@ class TrainClipDataset(Dataset):
         starts = self._starts(index)
         start = starts[int(torch.randint(len(starts), ()))]
         position = tuple(torch.rand(2).tolist()) if self.random_crop else None
-        return self.module.read_clip(self.refs[index], start, self.num_frames, self.task.frame_stride,
+        clip = self.module.read_clip(self.refs[index], start, self.num_frames, self.task.frame_stride,
                                      self.task.resolution, crop_position=position)
+        if self.hflip and float(torch.rand(())) < 0.5:
+            clip["video"] = clip["video"].flip(-1)
+        return clip
 
     def __repr__(self) -> str:
         return f"TrainClipDataset({self.task.name}, {len(self)} videos from {self.root})"
