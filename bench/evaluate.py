@@ -50,12 +50,15 @@ def from_uint8(frames: np.ndarray) -> Tensor:
     return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
 
 
-def write_sample(path: Path, frames: np.ndarray) -> None:
-    """Atomic write of one sample (uint8 (T, H, W, C))."""
+def write_sample(path: Path, frames: np.ndarray, **extra: np.ndarray) -> None:
+    """Atomic write of one sample (uint8 (T, H, W, C)) and any ``extra`` arrays stored next to it
+    (GreenEarthNet: ``ndvi`` float32 (T, H, W), the model's NDVI prediction)."""
+    if "frames" in extra:
+        raise ValueError("write_sample: 'frames' is the uint8 video itself, not an extra array")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
     try:
-        np.savez_compressed(tmp, frames=frames)
+        np.savez_compressed(tmp, frames=frames, **extra)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -66,6 +69,27 @@ def read_sample(path: Path) -> Tensor:
         if "frames" not in f:
             raise ValueError(f"{path}: sample file has no 'frames' array")
         return from_uint8(f["frames"])
+
+
+def read_sample_array(path: Path, name: str, why: str = "") -> np.ndarray:
+    """An extra array of one stored sample (see ``write_sample``)."""
+    with np.load(path) as f:
+        if name not in f:
+            raise ValueError(f"{path}: sample file has no {name!r} array{why}")
+        return f[name]
+
+
+def dataset_for_seed(dataset, seed: int):
+    """The evaluated clips of evaluation seed ``seed``: ``dataset.for_seed(seed)`` where the dataset
+    has it (``bench.data.ClipDataset``: UCF-101 generation draws its real set per seed, as FAR
+    does), else ``dataset`` itself for every seed."""
+    return dataset.for_seed(seed) if hasattr(dataset, "for_seed") else dataset
+
+
+def ndvi_array(video: Tensor) -> np.ndarray:
+    """The float32 NDVI (T, H, W) of a predicted GreenEarthNet composite (T, 3, H, W) in [0, 1],
+    from the model's float output, before any uint8 rounding (stored as ``ndvi`` with the sample)."""
+    return ndvi_from_video(video.float().cpu()).float().numpy()
 
 
 def num_samples(task: Task, dataset) -> int:
@@ -108,24 +132,27 @@ def sample_to_store(model, task: Task, dataset, store: Path, *, batch_size: int 
     videos = num_samples(task, dataset)
     made = 0
     task_hash = task.hash()
+    per_seed = {s: dataset_for_seed(dataset, s) for s in task.seeds}  # the clips of each evaluation seed
     for part in task.parts:
-        if len(dataset) < videos and not is_generation(part):
-            raise ValueError(f"task {task.name} evaluates {videos} videos; the dataset has {len(dataset)}")
+        for data in per_seed.values():
+            if len(data) < videos and not is_generation(part):
+                raise ValueError(f"task {task.name} evaluates {videos} videos; the dataset has {len(data)}")
         if hasattr(model, "use_protocol_sampling"):
             model.use_protocol_sampling(part)
         todo = [k for k in sample_keys(task, part, videos) if k.video % world == rank and not k.path(store).exists()]
         batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
         # keys run trajectory-fastest: a video's clip is read once for all its trajectories
-        clip = functools.lru_cache(maxsize=batch_size)(dataset.__getitem__)
+        clip = functools.lru_cache(maxsize=batch_size)(lambda s, v: per_seed[s][v])
         for keys in progress(batches):
             # generation: sample v takes the conditions (e.g. the class) of real clip v, cycling
-            clips = [clip(k.video % len(dataset)) for k in keys]
+            clips = [clip(k.seed, k.video % len(per_seed[k.seed])) for k in keys]
             prompt = _prompt(clips, part, device)
             gens = [torch.Generator().manual_seed(derive_seed(task_hash, model.name, k.part, k.seed, k.video,
                                                               k.trajectory)) for k in keys]
             out = check_sample(model.sample(prompt, part.predict_frames, gens), prompt, part.predict_frames)
             for k, video in zip(keys, out):
-                write_sample(k.path(store), to_uint8(video))
+                extra = {"ndvi": ndvi_array(video)} if task.dataset == "greenearthnet" else {}
+                write_sample(k.path(store), to_uint8(video), **extra)
                 made += 1
     return made
 
@@ -134,6 +161,7 @@ def load_part(task: Task, part: Part, dataset, store: Path, seed: int) -> tuple[
     """Stored samples (V, N, Tp, C, H, W), ground truth (V, Tc + Tp, C, H, W) and context-included
     samples for FVD (V, N, Tc + Tp, C, H, W), all float in [0, 1] (ground truth quantised to uint8 like
     the samples). For generation the ground truth is the whole real set (R, Tp, C, H, W)."""
+    dataset = dataset_for_seed(dataset, seed)
     preds, truths = [], []
     tc, tp = part.context_frames, part.predict_frames
     videos = num_samples(task, dataset)
@@ -195,7 +223,7 @@ def score_metric(metric: Metric, part: Part, pred: Tensor, gt: Tensor, full: Ten
 
 
 EARTHNET_METRICS = {"r2": "r2", "rmse": "rmse", "nse": "nse", "outperformance": "outperformance"}
-EARTH_SCORES = (*EARTHNET_METRICS, "ndvi_psnr")  # scored on NDVI by score_earthnet_part
+EARTH_SCORES = (*EARTHNET_METRICS, "ndvi_psnr", "ndvi_ssim")  # scored on NDVI by score_earthnet_part
 
 
 def ndvi_from_video(video: Tensor) -> Tensor:
@@ -204,37 +232,72 @@ def ndvi_from_video(video: Tensor) -> Tensor:
     return (nir - red) / (nir + red + 1e-8)
 
 
-def score_earthnet_part(task: Task, part: Part, dataset, store: Path, seed: int) -> dict[str, float]:
-    """GreenEarthNet's scores on clear-sky vegetation pixels (official en21x rules), and NDVI PSNR.
-
-    Each trajectory is scored as a prediction of its own; values are averaged over trajectories.
-    Outperformance needs the climatology prediction, which the stand-in and the cubes do not carry.
-    """
+def climatology_references(task: Task, dataset) -> list[np.ndarray]:
+    """The climatology's NDVI prediction (Tp, H, W) of every evaluated cube at the task's resolution,
+    for the outperformance score (``bench.data.greenearthnet.read_climatology``); raises
+    ``MetricUnavailable`` with the reason when the data have none."""
+    from bench.data import greenearthnet
+    from bench.data.video_io import resize_crop
     from bench.metrics import MetricUnavailable
-    from bench.metrics.earthnet import GreenEarthNetScorer, video_ndvi_psnr
+    provide = ("GreenEarthNet's official model_pixelwise/climatology.py with --data_dir <root> --out_dir "
+               "<root>/climatology (writes climatology/preds/<track>/<region>/<cube>.nc)")
+    root, refs = getattr(dataset, "root", None), getattr(dataset, "refs", None)
+    if root is None or refs is None:
+        raise MetricUnavailable("outperformance", "the evaluated clips have no dataset root to read the "
+                                "climatology predictions from", provide)
+    videos = num_samples(task, dataset)
+    paths = [greenearthnet.climatology_path(root, task.split, ref) for ref, _ in refs[:videos]]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise MetricUnavailable("outperformance", f"needs the climatology prediction of every cube; {len(missing)} "
+                                f"of {len(paths)} missing (e.g. {missing[0]})", provide)
+    out = []
+    for ref, _ in refs[:videos]:
+        clim = greenearthnet.read_climatology(root, task.split, ref)
+        clim = torch.nan_to_num(clim.clamp(-1, 1), nan=0.5)  # the official fill, before any resizing
+        out.append(resize_crop(clim, task.resolution).double().numpy())
+    return out
+
+
+def score_earthnet_part(task: Task, part: Part, dataset, store: Path, seed: int) -> dict[str, float]:
+    """GreenEarthNet's scores on clear-sky vegetation pixels (official en21x rules), and NDVI PSNR/SSIM.
+
+    Predictions are the float NDVI each sample stores (``ndvi``, from the model's float output), as
+    the official ``ndvi_pred`` files hold it. Each trajectory is scored as a prediction of its own;
+    values are averaged over trajectories. Outperformance compares with the climatology predictions
+    of the data (``climatology_references``) and is unavailable, with the reason, without them.
+    """
+    from bench.metrics.earthnet import GreenEarthNetScorer, video_ndvi_psnr, video_ndvi_ssim
+    dataset = dataset_for_seed(dataset, seed)
     names = [m.name for m in part.metrics if m.name in EARTH_SCORES]
-    if "outperformance" in names:
-        raise MetricUnavailable("outperformance", "needs the climatology baseline's predictions per cube",
-                                "compute GreenEarthNet's climatology predictions (not shipped here)")
+    references = climatology_references(task, dataset) if "outperformance" in names else None
     tc = part.context_frames
     out: dict[str, list[float]] = {n: [] for n in names}
     for t in range(task.trajectories):
         scorer = GreenEarthNetScorer(context_frames=tc)
-        psnrs = []
+        psnrs, ssims = [], []
         for v in range(num_samples(task, dataset)):
             clip = dataset[v]
-            pred = ndvi_from_video(read_sample(SampleKey(part.name, seed, v, t).path(store))).numpy()
+            path = SampleKey(part.name, seed, v, t).path(store)
+            pred = read_sample_array(path, "ndvi", " (GreenEarthNet samples store the model's float NDVI; "
+                                     "sample again with `bench run`)").astype(np.float64)
             target = clip["ndvi"][:, 0].double().numpy()
             valid = clip["mask"][:, 0].numpy()
             if any(n in EARTHNET_METRICS for n in names):
-                scorer.add(str(clip.get("id", v)), pred, target, valid, clip["landcover"].numpy())
-            psnrs.append(float(video_ndvi_psnr(pred, target[tc:], valid[tc:])))
+                scorer.add(str(clip.get("id", v)), pred, target, valid, clip["landcover"].numpy(),
+                           reference=None if references is None else references[v])
+            if "ndvi_psnr" in names:
+                psnrs.append(float(video_ndvi_psnr(pred, target[tc:], valid[tc:])))
+            if "ndvi_ssim" in names:
+                ssims.append(float(video_ndvi_ssim(pred, target[tc:], valid[tc:])))
         result = scorer.result() if any(n in EARTHNET_METRICS for n in names) else {}
         for n in names:
             if n in EARTHNET_METRICS:
                 out[n].append(float(result[EARTHNET_METRICS[n]]))
             elif n == "ndvi_psnr":
                 out[n].append(sum(psnrs) / len(psnrs))
+            elif n == "ndvi_ssim":
+                out[n].append(sum(ssims) / len(ssims))
     return {n: sum(v) / len(v) for n, v in out.items() if v}
 
 

@@ -44,11 +44,13 @@ REPO = Path(__file__).resolve().parents[1]
 # Direction of every metric the tasks use (kept in step with bench.metrics.reduce.HIGHER_IS_BETTER;
 # a test checks that). Tables must render without importing torch, hence the copy.
 HIGHER_IS_BETTER: dict[str, bool] = {
-    "psnr": True, "ssim": True, "ndvi_psnr": True, "r2": True, "nse": True, "outperformance": True,
+    "psnr": True, "ssim": True, "ndvi_psnr": True, "ndvi_ssim": True, "r2": True, "nse": True,
+    "outperformance": True,
     "fvd": False, "lpips": False, "mse": False, "rmse": False,
 }
 METRIC_LABELS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "fvd": "FVD", "mse": "MSE", "rmse": "RMSE",
-                 "r2": "R²", "nse": "NSE", "outperformance": "outperf.", "ndvi_psnr": "NDVI PSNR"}
+                 "r2": "R²", "nse": "NSE", "outperformance": "outperf.", "ndvi_psnr": "NDVI PSNR",
+                 "ndvi_ssim": "NDVI SSIM"}
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "diffusers", "safetensors", "torchmetrics", "lpips",
             "einops", "av", "pandas", "hydra-core", "triton")
 

@@ -59,14 +59,15 @@ STANDIN_SIZE = {"quick": {"dmlab": (48, 8), "minecraft": (32, 8), "ucf101": (101
 
 
 def default_train_config(task: Task, scale: str) -> TrainConfig:
-    """``quick``: a few minutes on a 2-core CPU. ``paper``: the official recipes' batch and learning rate
-    (FAR trains 1000K steps at batch 32 for DMLab/Minecraft; expect days on GPUs)."""
+    """``quick``: a few minutes on a 2-core CPU. ``paper``: the official FAR train config of the task's
+    dataset (``bench.recipes.RECIPES``: steps, warm-up, batch, learning rate, EMA; expect days on GPUs)."""
     if scale == "quick":
         return TrainConfig(steps=600, batch_size=4, lr=1e-3, warmup_steps=50, ema_decay=0.995,
                            ckpt_every=100, log_every=10)
-    steps = {"dmlab": 1_000_000, "minecraft": 1_000_000}.get(task.dataset, 400_000)
-    return TrainConfig(steps=steps, batch_size=32, lr=1e-4, warmup_steps=5000, ema_decay=0.9999,
-                       ckpt_every=5000)
+    from bench.recipes import recipe_for
+    r = recipe_for(task)
+    return TrainConfig(steps=r.steps, batch_size=r.batch_size, lr=r.lr, warmup_steps=r.warmup_steps,
+                       ema_decay=r.ema_decay, ckpt_every=5000)
 
 
 # ----------------------------------------------------------------------------- data
@@ -240,6 +241,7 @@ def _progress(desc: str, enabled: bool):
 
 def run(run: RunConfig, log=print) -> list[Path]:
     """Do the whole run; returns the written record paths (rank 0) or [] (other ranks)."""
+    from bench.conventions import record_conventions
     from bench.results import RunRecord, collect_provenance, write_record
 
     started = time.time()
@@ -279,7 +281,7 @@ def run(run: RunConfig, log=print) -> list[Path]:
             metrics=out["metrics"], wall_time_s=time.time() - (started if name == run.model else t0),
             started=started, finished=time.time(), command=" ".join(sys.argv),
             extra={"sample_store": out["store"], "grid": str(grid), "world_size": world,
-                   "cost": asdict(m.cost(_clip(task)))},
+                   "cost": asdict(m.cost(_clip(task))), **record_conventions(base_task, run.scale, m, device, w)},
             **collect_provenance(device))
         paths.append(write_record(record, Path(run.results) / "runs"))
         rows.append(record)
@@ -355,7 +357,8 @@ def score(run: RunConfig, log=print) -> list[Path]:
         checkpoint=manifest["weights"], seeds=list(task.seeds),
         counts={"videos": task.num_videos, "trajectories": task.trajectories, "frames": task.num_frames},
         metrics=metrics, wall_time_s=time.time() - t0, started=t0, finished=time.time(),
-        command=" ".join(sys.argv), extra={"sample_store": str(stores[-1].parent), "rescored": True},
+        command=" ".join(sys.argv), extra={"sample_store": str(stores[-1].parent), "rescored": True,
+                                           "seed_kind": base_task.seed_kind},
         **collect_provenance(device))
     path = write_record(record, Path(run.results) / "runs")
     log(leaderboard_rows([record]))

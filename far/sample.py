@@ -62,16 +62,24 @@ def _conditions(net: FAR, b: int, labels: Tensor | None, actions: Tensor | None,
 def rollout(net: FAR, context: Tensor | None, num_frames: int, sampler: SamplerConfig = SamplerConfig(), *,
             batch_size: int | None = None, latent_shape: tuple[int, int, int] | None = None,
             labels: Tensor | None = None, actions: Tensor | None = None, noise: Tensor | None = None,
-            generator: torch.Generator | None = None, on_call: CallHook | None = None) -> Tensor:
+            generator: torch.Generator | None = None, on_call: CallHook | None = None,
+            latent_dtype: torch.dtype | None = None) -> Tensor:
     """Generate ``num_frames`` latent frames after ``context`` (B, Tc, C, h, w) (None or Tc = 0: from nothing).
 
     ``actions`` covers context and new frames (B, Tc + num_frames). ``noise`` (B, num_frames, C, h, w)
     replaces the initial noise draw (made once, up front, from ``generator`` on the CPU as the
     official pipeline does). Returns the whole latent sequence (B, Tc + num_frames, C, h, w).
+
+    ``latent_dtype`` (default: the network's parameter dtype) is the dtype the latents live in between
+    network calls, as the official pipeline keeps them in the DC-AE's dtype: context, noise and every
+    network output are cast to it (``noise_pred.to(latent_model_input.dtype)``), guidance is combined in
+    it, and each Euler step is computed in float32 and rounded back to it (diffusers' scheduler). With
+    bf16 latents, run the call under ``torch.autocast(..., dtype=torch.bfloat16)`` as FAR's bf16 test
+    configs do.
     """
     cfg = net.cfg
     param = next(net.parameters())
-    device, dtype = param.device, param.dtype
+    device, dtype = param.device, latent_dtype or param.dtype
     if context is not None and context.shape[1] == 0:
         context = None
     if context is not None:
@@ -115,6 +123,7 @@ def rollout(net: FAR, context: Tensor | None, num_frames: int, sampler: SamplerC
             if on_call is not None:
                 on_call(call, j, i, v)
             call += 1
+            v = v.to(dtype)
             if guided:
                 v_u, v_c = v.chunk(2)
                 v = v_u + sampler.guidance_scale * (v_c - v_u)

@@ -299,13 +299,16 @@ def test_ucf101_prediction_selections(ucf_text_root):
 @needs_fixtures
 def test_ucf101_generation_real_set(ucf_text_root):
     task = TASKS["ucf101_cond128"]
-    chosen = [r for r, _ in eval_refs(task, ucf_text_root)]
+    chosen = [r for r, _ in eval_refs(task, ucf_text_root)]  # no seed: the task's first seed
     assert len(chosen) == 2048 == len({r.id for r in chosen})
     counts = np.bincount([r.label for r in chosen], minlength=101)
     assert counts.max() == 21 and counts.min() >= 1 and (counts == 21).sum() >= 101 - (21 * 101 - 2048)
-    again = [r for r, _ in eval_refs(task, ucf_text_root)]
-    assert again == chosen and ucf_balanced(ucf101.list_videos(ucf_text_root, "trainval"), seed=1) != chosen
-    assert [r for r, _ in eval_refs(task.at_scale("quick"), ucf_text_root)] == chosen[:16]
+    again = [r for r, _ in eval_refs(task, ucf_text_root, seed=task.seeds[0])]
+    trainval = ucf101.list_videos(ucf_text_root, "trainval")
+    assert again == chosen == ucf_balanced(trainval, 2048, 0) and ucf_balanced(trainval, 2048, 1) != chosen
+    # quick scale: FAR's draw with num_sample = 16 (1 clip per class, shuffled, first 16)
+    quick = [r for r, _ in eval_refs(task.at_scale("quick"), ucf_text_root)]
+    assert quick == ucf_balanced(trainval, 16, 0) and len({r.label for r in quick}) == 16
 
 
 # ----------------------------------------------------------------------------- DMLab
@@ -510,8 +513,11 @@ def test_train_windows_are_random_and_reproducible():
     assert not torch.equal(first[0], first[1])
     batch = collate([data[0], data[0]])
     assert batch.video.shape == (2, 8, 3, 64, 64) and batch.labels.tolist() == [21, 21]
-    long = TrainClipDataset(task, refs, num_frames=40)  # longer than the clip: start 0, zero padding
-    assert float(long[0]["video"][26:].abs().max()) == 0.0
+    # too long for stride 3 (40 frames need 118 of 78): start 0 at stride 1, as FAR reads it
+    long = TrainClipDataset(task, refs, num_frames=40, random_crop=False, hflip=False)
+    assert torch.equal(long[0]["video"], ucf101.read_clip(refs[0], 0, 40, 1, 64)["video"])
+    longer = TrainClipDataset(task, refs, num_frames=80)  # longer than the clip: stride 1, zero padding
+    assert float(longer[0]["video"][78:].abs().max()) == 0.0 and float(longer[0]["video"][77].abs().max()) > 0
     short = TrainClipDataset(TASKS["minecraft_long"], minecraft.list_videos(FIX / "minecraft", "validation")[1:])
     with pytest.raises(ValueError, match="000001.mp4.*41 frames"):
         short[0]

@@ -14,6 +14,7 @@ clips and ``TrainClipDataset`` random training windows.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from pathlib import Path
@@ -25,17 +26,16 @@ from torch.utils.data import Dataset
 
 from bench.data import bair, dmlab, greenearthnet, minecraft, ucf101
 from bench.data.video_io import ClipDict, VideoRef
+from bench.recipes import recipe_for
 from bench.tasks import Task
 
 __all__ = ["DATASETS", "ClipDataset", "ClipDict", "TrainClipDataset", "VideoRef", "dataset_module",
-           "eval_refs", "mcvd_spread", "resolve_root", "train_refs", "ucf_balanced"]
+           "eval_refs", "mcvd_spread", "resolve_root", "seeded_selection", "train_refs", "ucf_balanced"]
 
 DATASETS: dict[str, ModuleType] = {m.NAME: m for m in (ucf101, bair, dmlab, minecraft, greenearthnet)}
 
 # ucf101_pred_mcvd: MCVD/ExtDM map this many indices evenly over the every-10th test clips.
 MCVD_NUM_VIDEOS = 256
-# UCF-101 generation real set (Latte protocol): per-class draw, total, Python ``random`` seed.
-UCF_REAL_PER_CLASS, UCF_REAL_TOTAL, UCF_REAL_SEED = 21, 2048, 0
 
 
 def dataset_module(dataset: str) -> ModuleType:
@@ -76,19 +76,22 @@ def resolve_root(dataset: str, flag: str | Path | None = None,
 # ----------------------------------------------------------------------------- selections
 
 
-def ucf_balanced(refs: list[VideoRef], per_class: int = UCF_REAL_PER_CLASS, total: int = UCF_REAL_TOTAL,
-                 seed: int = UCF_REAL_SEED) -> list[VideoRef]:
-    """Latte's class-balanced real set: ``per_class`` random clips of every class (all of a smaller
-    class), in class-id order, drawn with Python ``random`` seeded ``seed``; shuffled; the first
-    ``total``."""
-    rng = random.Random(seed)
-    by_class: dict[int, list[VideoRef]] = {}
+def ucf_balanced(refs: list[VideoRef], num_samples: int, seed: int) -> list[VideoRef]:
+    """FAR's UCF-101 generation real set (``far/data/ucf_dataset.py: get_balanced_dataset``) as process
+    rank 0 draws it after ``random.seed(seed)``: the clips grouped by label in order of first
+    appearance in ``refs`` (a dict filled in list order), ``ceil(num_samples / classes)`` clips of each
+    class by ``random.sample`` in that order, ``random.shuffle`` of the whole, the first
+    ``num_samples``. A class with fewer clips gives all of them (FAR's ``random.sample`` raises)."""
+    rng = random.Random(seed)  # the same stream as random.seed(seed) and the module-level functions
+    by_class: dict[int | None, list[VideoRef]] = {}
     for ref in refs:
         by_class.setdefault(ref.label, []).append(ref)
-    chosen = [r for label in sorted(by_class)
-              for r in rng.sample(by_class[label], min(per_class, len(by_class[label])))]
+    if not by_class or num_samples <= 0:
+        return []
+    per_class = math.ceil(num_samples / len(by_class))
+    chosen = [r for items in by_class.values() for r in rng.sample(items, min(per_class, len(items)))]
     rng.shuffle(chosen)
-    return chosen[:total]
+    return chosen[:num_samples]
 
 
 def mcvd_spread(refs: list[VideoRef], count: int = MCVD_NUM_VIDEOS) -> list[VideoRef]:
@@ -101,29 +104,36 @@ def mcvd_spread(refs: list[VideoRef], count: int = MCVD_NUM_VIDEOS) -> list[Vide
     return [refs[round(i / (count - 1) * (m - 1)) * 10] for i in range(count)]
 
 
-def _select_ucf(task: Task, refs: list[VideoRef]) -> list[VideoRef]:
+def seeded_selection(task: Task) -> bool:
+    """Whether ``task``'s evaluated set is drawn anew for every evaluation seed (UCF-101 generation:
+    FAR seeds Python's ``random`` with the seed before drawing its class-balanced real set)."""
+    return task.dataset == "ucf101" and "per class" in task.selection
+
+
+def _select_ucf(task: Task, refs: list[VideoRef], seed: int) -> list[VideoRef]:
     selection = task.selection  # checked in this order: the MCVD text also contains "[::10]"
     if "spread evenly" in selection:  # ucf101_pred_mcvd
         return mcvd_spread(refs)
-    if "per class" in selection:  # generation tasks: the class-balanced real reference set
-        return ucf_balanced(refs)
+    if seeded_selection(task):  # generation tasks: the class-balanced real reference set
+        return ucf_balanced(refs, task.num_videos, seed)
     if "[::10]" in selection:  # ucf101_pred (FAR): test03.json[::10][:256]
         return refs[::10]
     raise ValueError(f"task {task.name}: no UCF-101 selection rule matches {selection!r}")
 
 
-def eval_refs(task: Task, root: str | Path) -> list[tuple[VideoRef, int]]:
-    """The evaluated videos of ``task`` and the first frame of each clip, truncated to
-    ``task.num_videos`` (0 = all).
+def eval_refs(task: Task, root: str | Path, seed: int | None = None) -> list[tuple[VideoRef, int]]:
+    """The evaluated videos of ``task`` under evaluation seed ``seed`` and the first frame of each
+    clip, truncated to ``task.num_videos`` (0 = all).
 
     UCF-101 follows ``task.selection``: every 10th entry of the test list (FAR), 256 spread evenly
-    over those (MCVD/ExtDM), or the class-balanced real set of the generation tasks. The other
-    datasets take their evaluation list in order (BAIR: all test trajectories; DMLab/Minecraft:
+    over those (MCVD/ExtDM), or the class-balanced real set of the generation tasks, drawn anew for
+    every seed (``ucf_balanced``; ``seed=None`` means the task's first seed). The other datasets take
+    their evaluation list in order whatever the seed (BAIR: all test trajectories; DMLab/Minecraft:
     the validation list; GreenEarthNet: every cube of the track, clips from Sentinel-2 day 4).
     """
     refs = dataset_module(task.dataset).list_videos(Path(root), task.split)
     if task.dataset == "ucf101":
-        refs = _select_ucf(task, refs)
+        refs = _select_ucf(task, refs, task.seeds[0] if seed is None else seed)
     start = greenearthnet.FIRST_S2_DAY if task.dataset == "greenearthnet" else 0
     if task.num_videos > 0:
         refs = refs[:task.num_videos]
@@ -140,11 +150,31 @@ def train_refs(task: Task, root: str | Path) -> list[VideoRef]:
 
 class ClipDataset(Dataset):
     """The evaluated clips of a task: ``task.num_frames`` frames at ``task.frame_stride`` and
-    ``task.resolution`` from each (ref, start) pair."""
+    ``task.resolution`` from each (ref, start) pair.
 
-    def __init__(self, task: Task, refs: list[tuple[VideoRef, int]], root: str | Path | None = None):
+    ``seed`` is the evaluation seed ``refs`` were selected for (None: the task's first seed, as
+    ``eval_refs`` takes it). ``for_seed(s)`` gives the clips of seed ``s``: this dataset itself unless
+    the task's selection is drawn per seed (``seeded_selection``), then ``eval_refs(task, root, s)``.
+    """
+
+    def __init__(self, task: Task, refs: list[tuple[VideoRef, int]], root: str | Path | None = None,
+                 seed: int | None = None):
         self.task, self.refs, self.root = task, list(refs), root
+        self.seed = task.seeds[0] if seed is None else seed
         self.module = dataset_module(task.dataset)
+        self._per_seed: dict[int, ClipDataset] = {self.seed: self}
+
+    def for_seed(self, seed: int) -> "ClipDataset":
+        if not seeded_selection(self.task):
+            return self
+        if seed not in self._per_seed:
+            if self.root is None:
+                raise ValueError(f"ClipDataset({self.task.name}): its clips are drawn per evaluation seed; "
+                                 f"seed {seed} needs the dataset root (give root=)")
+            other = ClipDataset(self.task, eval_refs(self.task, self.root, seed), self.root, seed)
+            other._per_seed = self._per_seed  # one cache for all seeds
+            self._per_seed[seed] = other
+        return self._per_seed[seed]
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -155,7 +185,8 @@ class ClipDataset(Dataset):
                                      self.task.resolution)
 
     def __repr__(self) -> str:
-        return f"ClipDataset({self.task.name}, {len(self)} clips from {self.root})"
+        seeded = f", seed {self.seed}" if seeded_selection(self.task) else ""
+        return f"ClipDataset({self.task.name}, {len(self)} clips from {self.root}{seeded})"
 
 
 class TrainClipDataset(Dataset):
@@ -166,17 +197,23 @@ class TrainClipDataset(Dataset):
 
     Starts are any frame (GreenEarthNet: any Sentinel-2 day). A video shorter than the window is
     an error for DMLab/Minecraft/GreenEarthNet (FAR raises); UCF-101 and BAIR start at 0 and pad
-    with zero frames, as FAR does.
+    with zero frames, as FAR does (UCF-101 at stride 1 when the clip is too short for the stride).
+    ``hflip``: flip the clip horizontally with probability 0.5 (after the crop, as FAR's
+    ``use_flip``); by default as the dataset's training recipe says (``bench.recipes``: UCF-101).
     """
 
     PADDED = ("ucf101", "bair")
 
     def __init__(self, task: Task, refs: list[VideoRef], root: str | Path | None = None,
-                 num_frames: int | None = None, random_crop: bool = True):
+                 num_frames: int | None = None, random_crop: bool = True, hflip: bool | None = None):
         self.task, self.refs, self.root = task, list(refs), root
         self.module = dataset_module(task.dataset)
         self.num_frames = num_frames or task.num_frames
         self.random_crop = random_crop
+        self.hflip = recipe_for(task).hflip if hflip is None else hflip
+        if self.hflip and task.dataset == "greenearthnet":
+            raise ValueError("TrainClipDataset: hflip would flip only the video of a GreenEarthNet clip, not its "
+                             "masks, bands and static layers")
         self._lengths: dict[int, int] = {}
 
     def __len__(self) -> int:
@@ -202,8 +239,11 @@ class TrainClipDataset(Dataset):
         starts = self._starts(index)
         start = starts[int(torch.randint(len(starts), ()))]
         position = tuple(torch.rand(2).tolist()) if self.random_crop else None
-        return self.module.read_clip(self.refs[index], start, self.num_frames, self.task.frame_stride,
+        clip = self.module.read_clip(self.refs[index], start, self.num_frames, self.task.frame_stride,
                                      self.task.resolution, crop_position=position)
+        if self.hflip and float(torch.rand(())) < 0.5:
+            clip["video"] = clip["video"].flip(-1)
+        return clip
 
     def __repr__(self) -> str:
         return f"TrainClipDataset({self.task.name}, {len(self)} videos from {self.root})"

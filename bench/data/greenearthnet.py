@@ -22,8 +22,18 @@ cube; the protocols use 10 context + 20 target). A clip holds, per frame t (day 
   normalised with the official loader's fixed mean/std, aggregated over the ``stride`` days ending
   at d_t as [means (8), minima (8), maxima (8)]; NaN (e.g. an all-NaN ``eobs_fg``) -> 0.
 - ``static`` float32 (5, H, W): nasa_dem/500, alos_dem/500, cop_dem/500 (``srtm_dem`` for
-  ``nasa_dem`` in v1.0 cubes), esawc_lc, geom_cls; ``landcover`` int64 (H, W): ESA WorldCover
-  class (0 where missing). ``days`` int64 (T,): the day index of every frame.
+  ``nasa_dem`` in v1.0 cubes), esawc_lc, geom_cls (NaN -> 0, model input); ``landcover`` float32
+  (H, W): the ESA WorldCover class, **NaN where missing** (the official scorer's ``landcover < 41``
+  is then false: such a pixel is no vegetation pixel, never a class of its own).
+  ``days`` int64 (T,): the day index of every frame.
+
+Climatology (the comparison model of the outperformance score): GreenEarthNet's official
+``model_pixelwise/climatology.py`` writes, per test cube, ``<out_dir>/preds/<track>/<region>/<cube>.nc``
+with ``ndvi_pred`` (time, lat, lon) on the cube's daily axis from day 50 (``time[50:]``); eval.py then
+compares against its scores (``--compare_dir``). The harness reads those files from
+``<root>/climatology/preds/<track>/<region>/<cube>.nc`` (run the script with ``--data_dir <root>
+--out_dir <root>/climatology``), daily or already at the 20 target dates (``climatology_path``,
+``read_climatology``); the stand-in writes one per test cube there.
 """
 
 from __future__ import annotations
@@ -138,7 +148,7 @@ def read_clip(ref: VideoRef, start: int = FIRST_S2_DAY, num_frames: int | None =
     with np.errstate(invalid="ignore", divide="ignore"):
         ndvi = np.clip((nir - red) / (nir + red + 1e-8), -1.0, 1.0)
     clear = (cloud < 1) & np.isin(scl, CLEAR_SCL) & np.isfinite(ndvi)
-    landcover = np.nan_to_num(static[3], nan=0.0).astype(np.int64)
+    landcover = static[3].astype(np.float32)  # NaN (missing) stays NaN: not a land-cover class
     bands, ndvi, static = (np.nan_to_num(a, nan=0.0) for a in (bands, ndvi, static))
 
     def spatial(a: np.ndarray, mode: str = "bilinear") -> torch.Tensor:
@@ -183,6 +193,42 @@ def read_prediction(path: str | Path, ref: VideoRef | None = None) -> torch.Tens
             grid = (cube.sizes["lat"], cube.sizes["lon"])
         if values.shape[1:] != grid:
             raise ValueError(f"{path}: 'ndvi_pred' is {values.shape[1:]} pixels, the cube {ref.path} {grid}")
+    return torch.from_numpy(values)
+
+
+CLIMATOLOGY_DIR = "climatology/preds"
+
+
+def climatology_path(root: str | Path, split: str, ref: VideoRef) -> Path:
+    """Where the climatology prediction of cube ``ref`` of track ``split`` is read from:
+    ``<root>/climatology/preds/<track>/<region>/<cube>.nc`` (see the module doc)."""
+    split = SPLIT_ALIASES.get(split, split)
+    return Path(root) / CLIMATOLOGY_DIR / split / ref.path.parent.name / ref.path.name
+
+
+def read_climatology(root: str | Path, split: str, ref: VideoRef) -> torch.Tensor:
+    """The climatology's ``ndvi_pred`` at the 20 target dates of ``ref`` (``time[4::5][10:30]``),
+    float32 (20, H, W), NaN kept (the scorer fills and clips). The file may hold the official
+    climatology.py's daily axis (from day 50) or just the target dates; every target date must be in
+    it and its grid must be the cube's."""
+    path = climatology_path(root, split, ref)
+    if not path.is_file():
+        raise FileNotFoundError(f"greenearthnet: no climatology prediction {path} for cube {ref.path}")
+    want = target_times(ref)
+    with open_cube(path) as pred:
+        var = _variable(pred, path, "ndvi_pred", ("time", "lat", "lon"))
+        have = pred["time"].values
+        index = {t: i for i, t in enumerate(have)}
+        missing = [t for t in want if t not in index]
+        if missing:
+            raise ValueError(f"{path}: 'ndvi_pred' has no value at target date(s) {missing[:2]}"
+                             f"{'...' if len(missing) > 2 else ''} of {ref.path} (time[4::5][10:30]); it covers "
+                             f"{have[0] if len(have) else None} to {have[-1] if len(have) else None}")
+        values = _values(var, [index[t] for t in want])
+    with open_cube(ref.path) as cube:
+        grid = (cube.sizes["lat"], cube.sizes["lon"])
+    if values.shape[1:] != grid:
+        raise ValueError(f"{path}: 'ndvi_pred' is {values.shape[1:]} pixels, the cube {ref.path} {grid}")
     return torch.from_numpy(values)
 
 

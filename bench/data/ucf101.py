@@ -13,7 +13,8 @@ Layouts read (root = the dataset folder, e.g. ``datasets/ucf101``):
 
 A JSON list wins over the text lists. ``train``/``test`` mean split 3, as FAR's configs use.
 Clips: ``Resize(resolution)`` on the shorter side + ``CenterCrop`` (``crop_position`` for a random
-crop), frames past the end of a short clip are zeros (FAR's behaviour).
+crop); a clip too short for its stride is read at stride 1 and frames past the end of a short clip
+are zeros (FAR's behaviour).
 """
 
 from __future__ import annotations
@@ -124,9 +125,20 @@ def count_frames(ref: VideoRef) -> int:
     return ref.num_frames or video_info(ref.path).num_frames
 
 
+def clip_stride(total: int, num_frames: int, stride: int) -> int:
+    """The frame stride FAR reads a clip of ``total`` frames at (``far/data/ucf_dataset.py``, in
+    training and evaluation): ``stride`` if the clip holds ``num_frames`` frames at that stride,
+    otherwise 1 (16 frames at stride 3 need 46; a clip of 16-45 frames is read at stride 1 from
+    frame 0, a shorter one at stride 1 and zero-padded)."""
+    return stride if total - (num_frames - 1) * stride >= 1 else 1
+
+
 def read_clip(ref: VideoRef, start: int = 0, num_frames: int | None = None, stride: int = 1,
               resolution: int | None = None, *, crop_position: tuple[float, float] | None = None) -> ClipDict:
-    """``video`` (T, 3, res, res) in [0, 1], ``label`` 0..100, ``actions`` None."""
+    """``video`` (T, 3, res, res) in [0, 1], ``label`` 0..100, ``actions`` None. A clip from frame 0
+    too short for ``num_frames`` frames at ``stride`` is read at stride 1 (``clip_stride``, FAR's rule)."""
+    if num_frames is not None and start == 0 and stride > 1:
+        stride = clip_stride(count_frames(ref), num_frames, stride)
     indices = window(count_frames(ref) if num_frames is None else 0, start, num_frames, stride)
     video = to_float_video(read_frames(ref.path, indices, pad=True))
     return ClipDict(video=resize_crop(video, resolution, crop_position), label=ref.label, actions=None, id=ref.id)

@@ -61,6 +61,7 @@ _LAZY = {
     "FeatureStats": "fvd", "I3DFeatures": "fvd", "i3d_detector": "fvd", "lpips_model": "lpips",
     "build_lpips": "lpips",
     "greenearthnet_scores": "earthnet", "GreenEarthNetScorer": "earthnet", "ndvi_psnr": "earthnet",
+    "ndvi_ssim": "earthnet",
 }
 
 

@@ -301,6 +301,64 @@ def video_ndvi_psnr(pred, target, valid=None, data_range: float = 2.0) -> np.nda
     return _nanmean(ndvi_psnr(pred, target, valid, data_range), axis=-1)
 
 
+# ----------------------------------------------------------------------------- SSIM of NDVI
+
+SSIM_KERNEL_SIZE, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
+
+
+def ndvi_ssim(pred, target, valid=None, data_range: float = 2.0) -> np.ndarray:
+    """SSIM of NDVI per frame on the clear-sky pixels: (..., T, H, W) -> (..., T).
+
+    Our convention (like ``ndvi_psnr``, the published protocol is unknown): prediction clipped to
+    [-1, 1] with NaN -> 0.5; the usual SSIM (Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03,
+    ``data_range`` 2 for NDVI) with every local mean, variance and covariance taken over the valid
+    pixels of the window only (normalised convolution: the window weights renormalised over the
+    valid pixels; pixels outside the frame count as not valid), and the SSIM map averaged over the
+    valid pixels. So clouded or missing pixels never enter, whatever either image holds there; with
+    every pixel valid, the map inside the border equals the standard one. Frames without a valid
+    pixel are NaN.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    p = np.nan_to_num(np.clip(np.asarray(pred, np.float64), -1, 1), nan=PRED_FILL)
+    t = np.asarray(target, np.float64)
+    ok = np.isfinite(t) if valid is None else (np.asarray(valid, bool) & np.isfinite(t))
+    if p.shape != t.shape or ok.shape != t.shape or t.ndim < 2:
+        raise ValueError(f"pred {p.shape}, target {t.shape} and valid {ok.shape} must match and be (..., H, W)")
+    lead, (h, w) = t.shape[:-2], t.shape[-2:]
+    m = torch.from_numpy(ok.reshape(-1, 1, h, w).astype(np.float64))
+    x = torch.from_numpy(p.reshape(-1, 1, h, w)) * m
+    y = torch.from_numpy(np.where(ok, t, 0.0).reshape(-1, 1, h, w))
+    half = (SSIM_KERNEL_SIZE - 1) / 2
+    g = torch.exp(-((torch.arange(SSIM_KERNEL_SIZE, dtype=torch.float64) - half) / SSIM_SIGMA) ** 2 / 2)
+    window = (g[:, None] * g[None, :] / g.sum() ** 2)[None, None]
+    pad = SSIM_KERNEL_SIZE // 2
+
+    def conv(a):
+        return F.conv2d(a, window, padding=pad)
+
+    weight = conv(m)
+    norm = torch.where(weight > 0, weight, torch.ones_like(weight))
+    mu_x, mu_y = conv(x) / norm, conv(y) / norm
+    var_x = conv(x * x) / norm - mu_x ** 2
+    var_y = conv(y * y) / norm - mu_y ** 2
+    cov = conv(x * y) / norm - mu_x * mu_y
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    smap = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    count = m.sum((-3, -2, -1))
+    total = (smap * m).sum((-3, -2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(count.numpy() > 0, total.numpy() / np.maximum(count.numpy(), 1), np.nan)
+    return out.reshape(lead)
+
+
+def video_ndvi_ssim(pred, target, valid=None, data_range: float = 2.0) -> np.ndarray:
+    """Per video: the mean of ``ndvi_ssim`` over frames that have valid pixels: (..., T, H, W) -> (...)."""
+    return _nanmean(ndvi_ssim(pred, target, valid, data_range), axis=-1)
+
+
 __all__ = ["ndvi", "clear_sky", "cube_targets", "PixelScores", "pixel_scores", "cube_groups",
-           "GreenEarthNetScorer", "greenearthnet_scores", "ndvi_psnr", "video_ndvi_psnr",
+           "GreenEarthNetScorer", "greenearthnet_scores", "ndvi_psnr", "video_ndvi_psnr", "ndvi_ssim",
+           "video_ndvi_ssim",
            "CLEAR_SCL", "LANDCOVER_NAMES"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ndvi_psnr": True, "r2": True, "nse": True,
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ndvi_psnr": True, "ndvi_ssim": True, "r2": True, "nse": True,
                     "outperformance": True, "mse": False, "lpips": False, "fvd": False,
                     "rmse": False}
 TRAJECTORY_REDUCTIONS = ("best", "max", "min", "mean")

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.api import Clip, Cost, Prompt, VideoBatch
+from bench.recipes import recipe_for
 from bench.tasks import Part, Task
 from far.autoencoder import build_codec
 from far.cost import cache_bytes, sampling_cost, training_flops
@@ -91,6 +92,10 @@ class FARModelConfig:
     # The paper's sliding-window ablation: train on window-length clips and generate each chunk of
     # window // 2 frames from only the last window - window // 2 frames (no long-term context).
     sliding_window: bool = False
+    # Requested sampling precision (the task's): "bf16" samples as FAR's official test configs on
+    # CUDA (DC-AE weights in bf16, noise drawn in bf16, latents kept in bf16, transformer under bf16
+    # autocast); anywhere else, and with "fp32", everything runs in fp32 (``sampling_precision``).
+    precision: str = "fp32"
 
 
 def default_config(variant: str, task: Task, scale: str) -> FARModelConfig:
@@ -98,7 +103,8 @@ def default_config(variant: str, task: Task, scale: str) -> FARModelConfig:
     if scale == "paper":
         preset, codec, weights, vae = PAPER.get(task.name, OTHER)
         cfg = FARModelConfig(preset=preset, codec=codec, condition=cond, num_classes=num_classes,
-                             long_context=preset.endswith("Long"), short_term_ctx_winsize=16,
+                             long_context=preset.endswith("Long"),
+                             short_term_ctx_winsize=recipe_for(task).short_term_ctx_winsize,
                              official_weights=weights, official_vae=vae)
     else:
         long = task.num_frames > 16
@@ -106,6 +112,7 @@ def default_config(variant: str, task: Task, scale: str) -> FARModelConfig:
         cfg = FARModelConfig(codec=f"unshuffle{factor}", condition=cond, num_classes=num_classes,
                              long_context=long, context_patch_size=4 if task.resolution // factor >= 4 else 1,
                              short_term_ctx_winsize=8 if long else 16)
+    cfg = replace(cfg, precision=task.precision)
     if variant == "far_sliding":
         cfg = replace(cfg, long_context=False, preset=cfg.preset.replace("-Long", "") if cfg.preset else None,
                       official_weights=None, sliding_window=True)  # no released sliding-window weights
@@ -121,6 +128,8 @@ class FARVideoModel(nn.Module):
         self.model_config = cfg
         if cfg.long_clip not in ("random", "full"):
             raise ValueError(f"FAR option long_clip must be 'random' or 'full', got {cfg.long_clip!r}")
+        if cfg.precision not in ("fp32", "bf16"):
+            raise ValueError(f"FAR option precision must be 'fp32' or 'bf16', got {cfg.precision!r}")
         self.codec = build_codec(cfg.codec)
         if cfg.vae_weights:
             self.load_codec_weights(cfg.vae_weights)
@@ -168,6 +177,38 @@ class FARVideoModel(nn.Module):
         if not hasattr(self.codec, "vae"):
             raise ValueError(f"codec {self.model_config.codec!r} has no weights to load ({path})")
         self.codec.vae.load_state_dict(read_checked_state_dict(path), strict=True)
+        self.__dict__.pop("_bf16_codec", None)  # a bf16 copy of the old weights is stale
+
+    # -- sampling precision ---------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def uses_bf16(self, device: torch.device | str | None = None) -> bool:
+        """Whether sampling on ``device`` (default: the model's) runs FAR's bf16 path: requested and CUDA."""
+        device = torch.device(device) if device is not None else self._device()
+        return self.model_config.precision == "bf16" and device.type == "cuda"
+
+    def sampling_precision(self, device: torch.device | str | None = None) -> str:
+        """The precision ``sample`` actually uses on ``device``, as a run record states it."""
+        requested = self.model_config.precision
+        if requested == "fp32" or self.uses_bf16(device):
+            return requested
+        device = torch.device(device) if device is not None else self._device()
+        where = "CPU" if device.type == "cpu" else f"{device.type}, not CUDA"
+        return f"fp32 ({requested} requested; {where})"
+
+    def _sampling_codec(self, bf16: bool) -> nn.Module:
+        """The codec sampling uses: FAR's bf16 path keeps a bf16 copy of the DC-AE (the official
+        trainer casts the VAE to the mixed-precision dtype); the fp32 weights stay for training."""
+        if not bf16 or not any(True for _ in self.codec.parameters()):
+            return self.codec
+        cached = self.__dict__.get("_bf16_codec")  # not a submodule: not in state_dict, not moved by .to()
+        device = next(self.codec.parameters()).device
+        if cached is None or next(cached.parameters()).device != device:
+            import copy
+            cached = copy.deepcopy(self.codec).to(dtype=torch.bfloat16)
+            self.__dict__["_bf16_codec"] = cached
+        return cached
 
     def use_protocol_sampling(self, part: Part) -> None:
         """The protocol pins guidance, steps and null conditioning for each part."""
@@ -203,25 +244,45 @@ class FARVideoModel(nn.Module):
     @torch.no_grad()
     def sample(self, prompt: Prompt, num_frames: int,
                generator: torch.Generator | list[torch.Generator]) -> Tensor:
+        """FAR's sampling pipeline; in bf16 on CUDA when the task asks for it (``uses_bf16``)."""
+        device = self._device()
+        bf16 = self.uses_bf16(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return self._sample(prompt, num_frames, generator, bf16=bf16)
+
+    def _sample(self, prompt: Prompt, num_frames: int, generator: torch.Generator | list[torch.Generator],
+                *, bf16: bool) -> Tensor:
+        """The dtype flow of the official pipeline (``FARPipeline.generate``) with ``bf16``: context
+        pixels cast to the DC-AE's dtype and encoded by the bf16 DC-AE; the initial noise drawn in bf16;
+        latents kept in bf16 between network calls (``rollout(latent_dtype=...)``; the caller provides
+        the autocast); the latents decoded by the bf16 DC-AE. Without ``bf16`` all of it is fp32."""
         b, tc, _, h, w = prompt.context.shape
-        r = self.codec.compression
-        device = next(self.net.parameters()).device
-        context = self.codec.encode(prompt.context.to(device)) if tc else None
-        shape = (num_frames, self.codec.latent_channels, h // r, w // r)
+        codec = self._sampling_codec(bf16)
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        r = codec.compression
+        device = self._device()
+        with torch.autocast(device.type, enabled=False):  # the DC-AE runs in its weights' dtype
+            context = codec.encode(prompt.context.to(device)).to(dtype) if tc else None
+        shape = (num_frames, codec.latent_channels, h // r, w // r)
         if isinstance(generator, (list, tuple)):
             if len(generator) != b:
                 raise ValueError(f"{len(generator)} generators for a batch of {b}")
             # One noise draw per sample from its own generator: results do not depend on batching.
-            noise = torch.stack([torch.randn(shape, generator=g) for g in generator])
+            noise = torch.stack([torch.randn(shape, generator=g, dtype=dtype) for g in generator])
         else:
-            noise = torch.randn((b, *shape), generator=generator)
+            noise = torch.randn((b, *shape), generator=generator, dtype=dtype)
         cond = self.net.cfg.condition
         labels = prompt.labels if cond == "label" else None
         actions = prompt.actions if cond == "action" else None
+
+        def decode(latents: Tensor) -> Tensor:
+            with torch.autocast(device.type, enabled=False):
+                return codec.decode(latents).float()
+
         if not self.model_config.sliding_window:
             latents = rollout(self.net.eval(), context, num_frames, self.sampler, noise=noise, labels=labels,
-                              actions=actions)
-            return self.codec.decode(latents[:, tc:]).float()
+                              actions=actions, latent_dtype=dtype)
+            return decode(latents[:, tc:])
         window = self.net.cfg.short_term_ctx_winsize
         chunk = max(1, window // 2)
         seq = context if context is not None else noise[:, :0].to(device)
@@ -232,10 +293,10 @@ class FARVideoModel(nn.Module):
             first = seq.shape[1] - keep  # absolute index of the first of them
             acts = actions[:, first:first + keep + n] if actions is not None else None
             out = rollout(self.net.eval(), seq[:, first:] if keep else None, n, self.sampler,
-                          noise=noise[:, done:done + n], labels=labels, actions=acts)
+                          noise=noise[:, done:done + n], labels=labels, actions=acts, latent_dtype=dtype)
             seq = torch.cat([seq, out[:, keep:]], dim=1)
             done += n
-        return self.codec.decode(seq[:, tc:]).float()
+        return decode(seq[:, tc:])
 
     def cost(self, clip: Clip) -> Cost:
         cfg = self.net.cfg

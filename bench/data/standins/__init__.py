@@ -39,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 STANDIN_VERSION = 2  # 1 was a placeholder generator; bump whenever the generated data change
+# Per-dataset revisions on top of STANDIN_VERSION (bump one when only that dataset's output changes,
+# so the other stand-ins are not regenerated). greenearthnet 1: climatology predictions added.
+REVISIONS = {"greenearthnet": 1}
 MARKER = "STANDIN.json"
 DATASETS = ("ucf101", "bair", "dmlab", "minecraft", "greenearthnet")
 RESIZABLE = ("ucf101", "greenearthnet")  # ``frame_size`` applies to these
@@ -63,8 +66,11 @@ def standin_info(root: str | Path) -> dict[str, Any] | None:
 
 
 def _params(dataset: str, num_train: int, num_eval: int, seed: int, frame_size: int | None) -> dict[str, Any]:
-    return {"dataset": dataset, "version": STANDIN_VERSION, "num_train": num_train, "num_eval": num_eval,
-            "seed": seed, "frame_size": frame_size}
+    params = {"dataset": dataset, "version": STANDIN_VERSION, "num_train": num_train, "num_eval": num_eval,
+              "seed": seed, "frame_size": frame_size}
+    if dataset in REVISIONS:
+        params["revision"] = REVISIONS[dataset]
+    return params
 
 
 def _generate(dataset: str, root: Path, num_train: int, num_eval: int, seed: int, frame_size: int | None,

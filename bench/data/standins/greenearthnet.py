@@ -14,6 +14,12 @@ The files copy the real cubes' variables, dims, coordinates, dtypes, attributes 
 
     train/<MGRS tile>/<tile>_<start>_<end>_<hr x/y ranges>_<meso x/y ranges>.nc
     ood-t_chopped/<season, e.g. MJJ21>/<cube>.nc        (test track; 2021 cubes)
+    climatology/preds/ood-t_chopped/<season>/<cube>.nc  (climatology prediction of each test cube)
+
+The climatology predictions stand in for the output of GreenEarthNet's official
+``model_pixelwise/climatology.py`` (run with ``--out_dir <root>/climatology``), the comparison model
+of the outperformance score: ``ndvi_pred`` daily from day 50, the same landscape's greenness under
+other years' weather, averaged and smoothed over 30 days (``climatology_ndvi``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ FIRST_S2_DAY, S2_STEP = 4, 5
 SIZE = 128
 TILES = ("29SND", "30TUK", "31UDQ", "32ULB", "32UPU", "33UVP", "33TWM", "34UDC", "35VLH", "31TCJ")
 TRAIN_YEARS = (2017, 2018, 2019, 2020)
+# climatology predictions of the test cubes (see ``climatology_ndvi``): other years averaged, the
+# smoothing window in days, the first day written (the official climatology.py writes time[50:]),
+# and where (relative to the root; ``bench.data.greenearthnet.CLIMATOLOGY_DIR``)
+CLIMATOLOGY_YEARS, CLIMATOLOGY_WINDOW, CLIMATOLOGY_FIRST_DAY = 4, 30, 50
+CLIMATOLOGY_DIR = "climatology/preds"
 TEST_YEAR = 2021
 MONTHS = "JFMAMJJASOND"
 
@@ -155,8 +166,50 @@ def landcover(rng: np.random.Generator, size: int) -> np.ndarray:
     return lc
 
 
-def cube(seed: int, split: str, index: int, size: int = SIZE) -> tuple[str, "object"]:
-    """``(relative path, xarray.Dataset)`` of one minicube."""
+def greenness(doy_d: float, avail_d: float, lc: np.ndarray, base_field: np.ndarray, amp_field: np.ndarray,
+              crop_peak: np.ndarray, crop_cut: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NDVI (clipped to [-0.9, 0.95]) and B04 + B8A brightness per pixel on day of year ``doy_d`` at
+    water availability ``avail_d``: a seasonal curve per land cover damped by water stress, crop
+    fields harvested on their own dates."""
+    ndvi = np.zeros(lc.shape)
+    bright = np.zeros(lc.shape)
+    for cls, (base, amp, peak, width, sens, s) in COVER.items():
+        sel = lc == cls
+        if not sel.any():
+            continue
+        pk = crop_peak[sel] if cls == 40 else peak
+        pheno = np.exp(-((doy_d - pk) / width) ** 2)
+        factor = sens * avail_d + (1 - sens)
+        v = base + base_field[sel] + amp * amp_field[sel] * pheno * factor
+        if cls == 40:
+            v = np.where(doy_d > crop_cut[sel], 0.12 + base_field[sel], v)
+        ndvi[sel] = v
+        bright[sel] = s
+    return np.clip(ndvi, -0.9, 0.95), bright
+
+
+def climatology_ndvi(seed: int, split: str, index: int, doy: np.ndarray, fields: tuple) -> np.ndarray:
+    """The stand-in's climatology (DAYS, H, W): the cube's landscape under CLIMATOLOGY_YEARS other
+    years' weather (their own random stream, so the cube itself is unchanged), the daily NDVI averaged
+    over those years and then over a trailing 30-day window, as the official
+    ``model_pixelwise/climatology.py`` averages other years by day of year and smooths them over 30
+    days. Clouds play no part: the mean is of the true greenness."""
+    rng = np.random.default_rng([seed, zlib.crc32(b"greenearthnet-climatology"), zlib.crc32(split.encode()), index])
+    daily = np.zeros((len(doy), *fields[0].shape))
+    for _ in range(CLIMATOLOGY_YEARS):
+        avail = water_stress(weather(rng, doy), rng)
+        daily += np.stack([greenness(doy[d], avail[d], *fields)[0] for d in range(len(doy))])
+    daily /= CLIMATOLOGY_YEARS
+    cums = np.concatenate([np.zeros((1, *daily.shape[1:])), np.cumsum(daily, axis=0)])
+    ends = np.arange(1, len(doy) + 1)
+    starts = np.maximum(0, ends - CLIMATOLOGY_WINDOW)
+    return (cums[ends] - cums[starts]) / (ends - starts)[:, None, None]
+
+
+def cube(seed: int, split: str, index: int, size: int = SIZE, *, climatology: bool = False):
+    """``(relative path, xarray.Dataset)`` of one minicube; with ``climatology``, also the cube's
+    climatology prediction as the official ``climatology.py`` writes it (``ndvi_pred`` float32 on the
+    cube's days from day CLIMATOLOGY_FIRST_DAY, daily) or None for a training cube."""
     import xarray as xr
 
     rng = _rng(seed, split, index)
@@ -194,25 +247,12 @@ def cube(seed: int, split: str, index: int, size: int = SIZE) -> tuple[str, "obj
         crop_peak[sel] = rng.uniform(150, 200)
         crop_cut[sel] = crop_peak[sel] + rng.uniform(15, 45)
 
+    fields = (lc, base_field, amp_field, crop_peak, crop_cut)
     for d in s2_days:
         d = int(d)
         if d in missing:
             continue
-        ndvi = np.zeros((size, size))
-        bright = np.zeros((size, size))
-        for cls, (base, amp, peak, width, sens, s) in COVER.items():
-            sel = lc == cls
-            if not sel.any():
-                continue
-            pk = crop_peak[sel] if cls == 40 else peak
-            pheno = np.exp(-((doy[d] - pk) / width) ** 2)
-            factor = sens * avail[d] + (1 - sens)
-            v = base + base_field[sel] + amp * amp_field[sel] * pheno * factor
-            if cls == 40:
-                v = np.where(doy[d] > crop_cut[sel], 0.12 + base_field[sel], v)
-            ndvi[sel] = v
-            bright[sel] = s
-        ndvi = np.clip(ndvi, -0.9, 0.95)
+        ndvi, bright = greenness(doy[d], avail[d], *fields)
         s_tot = bright * bright_field
         nir = s_tot * (1 + ndvi) / 2
         red = s_tot * (1 - ndvi) / 2
@@ -278,7 +318,17 @@ def cube(seed: int, split: str, index: int, size: int = SIZE) -> tuple[str, "obj
                "provided_by": "farzoo stand-in generator (layout follows Max-Planck-Institute for "
                                "Biogeochemistry minicubes)"})
     track = "train" if split == "train" else "ood-t_chopped"
-    return f"{track}/{folder}/{name}.nc", ds
+    if not climatology:
+        return f"{track}/{folder}/{name}.nc", ds
+    clim = None
+    if split != "train":
+        values = climatology_ndvi(seed, split, index, doy, fields)[CLIMATOLOGY_FIRST_DAY:].astype(np.float32)
+        clim = xr.Dataset({"ndvi_pred": (cube_dims, values)},
+                          coords={"time": times[CLIMATOLOGY_FIRST_DAY:], "lat": lat, "lon": lon},
+                          attrs={"description": "PROCEDURAL STAND-IN climatology prediction (bench.data.standins."
+                                                "greenearthnet.climatology_ndvi), in the layout of the official "
+                                                "model_pixelwise/climatology.py output"})
+    return f"{track}/{folder}/{name}.nc", ds, clim
 
 
 def encoding(ds) -> dict:
@@ -292,10 +342,14 @@ def encoding(ds) -> dict:
 
 
 def write_item(root: str, split: str, index: int, seed: int, size: int) -> str:
-    rel, ds = cube(seed, split, index, size)
+    rel, ds, clim = cube(seed, split, index, size, climatology=True)
     path = Path(root) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(path, engine="netcdf4", encoding=encoding(ds))
+    if clim is not None:  # where bench.data.greenearthnet.climatology_path looks for it
+        clim_path = Path(root) / CLIMATOLOGY_DIR / rel
+        clim_path.parent.mkdir(parents=True, exist_ok=True)
+        clim.to_netcdf(clim_path, engine="netcdf4", encoding={"ndvi_pred": {"zlib": True, "dtype": "float32"}})
     return rel
 
 
@@ -310,4 +364,5 @@ def write(root, *, num_train: int, num_eval: int, seed: int, size: int | None = 
     files = list(map_fn(_write_job, jobs))
     if len(set(files)) != len(files):
         raise RuntimeError("greenearthnet stand-in: two cubes got the same name")
-    return {"resolution": size, "days": DAYS, "tracks": ["train", "ood-t_chopped"]}
+    return {"resolution": size, "days": DAYS, "tracks": ["train", "ood-t_chopped"],
+            "climatology": f"{CLIMATOLOGY_DIR}/ood-t_chopped/<region>/<cube>.nc"}
