@@ -11,7 +11,8 @@ from records (or score entries) alone, without sampling again:
 * :func:`add_reference_intervals` attaches, to every per-video metric of a model, the interval of
   its difference to the task's reference model (``dummy``, repeat the last frame);
 * :func:`compare_records` / ``python -m bench.compare A.json B.json [--split seen]`` compares any two
-  run records the same way (e.g. ``far`` vs ``far_sliding`` on ``seen`` frames).
+  run records the same way (e.g. ``far`` vs ``far_sliding`` on ``seen`` frames), and
+  :func:`compare_stores` two sample stores.
 """
 
 from __future__ import annotations
@@ -150,6 +151,25 @@ def compare_records(a, b, metrics: Iterable[str] | None = None, split: str | Non
             continue
         out[key] = {"a": ra.model, "b": rb.model, "split": split or "all",
                     **paired_bootstrap(ea["per_video"], eb["per_video"], **kw)}
+    return out
+
+
+def compare_stores(task, dataset, store_a, store_b, split: str | None = None, device="cpu", **kw) -> dict[str, dict]:
+    """The same comparison straight from two sample stores of ``task`` (e.g. ``far`` vs ``far_sliding``):
+    both are scored (``bench.evaluate.score_store``, no model needed), then compared per metric."""
+    from bench.evaluate import score_store
+    a, b = (score_store(task, dataset, s, device=device, log=lambda _: None) for s in (store_a, store_b))
+    out = {}
+    for key, ea in a.items():
+        eb = b.get(key)
+        if not isinstance(eb, dict) or ea.get("per_video") is None or eb.get("per_video") is None:
+            continue
+        if split is not None:
+            ea, eb = ea.get(split) or {}, eb.get(split) or {}
+            if ea.get("per_video") is None or eb.get("per_video") is None:
+                out[key] = {"unavailable": f"no per-video {key} {split} values in both stores"}
+                continue
+        out[key] = {"split": split or "all", **paired_bootstrap(ea["per_video"], eb["per_video"], **kw)}
     return out
 
 

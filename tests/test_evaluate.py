@@ -220,6 +220,9 @@ def test_intervals_against_dummy_and_between_records(tmp_path):
     assert excludes_zero(cmp["psnr"]) == (cmp["psnr"]["ci"][0] > 0 or cmp["psnr"]["ci"][1] < 0)
     with pytest.raises(ValueError, match="task_hash"):
         compare_records(recs[0], replace(recs[1], task_hash="other"))
+    from bench.compare import compare_stores
+    stores = compare_stores(task, data, tmp_path / "better", tmp_path / "dummy", split="seen")
+    assert stores["psnr"]["ci"] == cmp["psnr"]["ci"]
 
 
 def _store(path, task, data, model):
