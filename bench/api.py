@@ -72,6 +72,16 @@ class Cost:
 
 @runtime_checkable
 class VideoModel(Protocol):
+    """What the harness calls. Optional hooks, looked up with ``getattr``:
+
+    * ``reconstruct(context) -> Tensor``: what the model shows of the context frames
+      (B, Tc, C, H, W) in [0, 1], e.g. a latent model's decode(encode(context)) exactly as its
+      sampling round-trips the context. FAR's pipeline decodes context and generated latents
+      together, so FAR-protocol FVD scores this view of the context. Default: the context itself
+      (pixel-space models); call it through :func:`reconstruct_context`.
+    * ``use_protocol_sampling(part)``: pin the protocol's sampler settings for a part.
+    """
+
     name: str
     conditions: frozenset[str]  # subset of {"label", "action", "covariates"}
 
@@ -93,4 +103,22 @@ def check_sample(out: Tensor, prompt: Prompt, num_frames: int) -> Tensor:
         raise ValueError(f"sample must be a float tensor, got {out.dtype}")
     if out.numel() and (out.min() < 0 or out.max() > 1 or not torch.isfinite(out).all()):
         raise ValueError("sample values must be finite and in [0, 1]")
+    return out
+
+
+def reconstruct_context(model, context: Tensor) -> Tensor:
+    """The model's view of ``context`` (B, Tc, C, H, W): its ``reconstruct`` hook if it has one,
+    else the context itself; checked against the contract (same shape, float, finite, in [0, 1])."""
+    fn = getattr(model, "reconstruct", None)
+    if fn is None or context.shape[1] == 0:
+        return context
+    out = fn(context)
+    name = getattr(model, "name", type(model).__name__)
+    if not isinstance(out, Tensor) or out.shape != context.shape:
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"{name}.reconstruct returned {shape}, expected {tuple(context.shape)}")
+    if not out.is_floating_point():
+        raise ValueError(f"{name}.reconstruct must return a float tensor, got {out.dtype}")
+    if out.numel() and (out.min() < 0 or out.max() > 1 or not torch.isfinite(out).all()):
+        raise ValueError(f"{name}.reconstruct values must be finite and in [0, 1]")
     return out

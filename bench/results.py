@@ -252,13 +252,16 @@ def parse_reported(text: str) -> tuple[float, float | None, str]:
 
 @dataclass
 class Cell:
-    """A table cell: the number (for sorting), its text, and an optional footnote."""
+    """A table cell: the number (for sorting), its text, and an optional footnote; measured cells may
+    carry the 95% interval of the difference to the reference model (``ci``) and seen/new sub-cells."""
 
     mean: float | None
     std: float | None
     n: int | None
     text: str
     note: str | None = None
+    ci: tuple[float, float] | None = None
+    splits: dict[str, "Cell"] = field(default_factory=dict)  # "seen" / "new" on long-context tasks
 
 
 @dataclass
@@ -334,15 +337,49 @@ def metric_base(key: str) -> str:
     return key.rsplit(":", 1)[-1]
 
 
+def _interval(m: dict) -> tuple[tuple[float, float] | None, str]:
+    """The entry's interval of the difference to the reference model, and its text ``[+0.8, +1.9]``."""
+    vs = m.get("vs_reference") or {}
+    if not vs.get("ci"):
+        return None, ""
+    lo, hi = (float(x) for x in vs["ci"])
+    return (lo, hi), f"[{lo:+.2g}, {hi:+.2g}]"
+
+
 def _measured_cell(model: str, key: str, m: dict) -> Cell:
     if "unavailable" in m:
         provide = f"; provide with `{m['provide']}`" if m.get("provide") else ""
         return Cell(None, None, None, "n/a", f"{key} unavailable: {m['unavailable']}{provide}")
+    if "not_applicable" in m:
+        return Cell(None, None, None, "n/a", f"{key} not applicable: {m['not_applicable']}")
     mean, std, n = float(m["mean"]), m.get("std"), int(m.get("n", 1))
     text = fmt_number(mean)
     if n > 1 and std is not None:
         text += f" ± {fmt_number(float(std))}"
-    return Cell(mean, float(std) if std is not None else None, n, text)
+    ci, ci_text = _interval(m)
+    note = None
+    if ci:
+        vs = m["vs_reference"]
+        text += f" {ci_text} vs {vs['reference']}"
+        note = (f"[lo, hi]: {int(round(100 * vs.get('level', 0.95)))}% interval of the difference to "
+                f"{vs['reference']} (paired bootstrap over {vs.get('videos', '?')} videos x {vs.get('seeds', '?')} "
+                f"seed(s), {vs.get('resamples', '?')} resamples)")
+    cell = Cell(mean, float(std) if std is not None else None, n, text, note, ci)
+    split = m.get("split") or {}
+    for name in ("seen", "new"):
+        sub = m.get(name)
+        if not isinstance(sub, dict):
+            continue
+        if sub.get("mean") is None:
+            cell.splits[name] = Cell(None, None, None, "–", f"{key} {name}: no {name} frames")
+            continue
+        sci, sci_text = _interval(sub)
+        stext = fmt_number(float(sub["mean"])) + (f" {sci_text}" if sci_text else "")
+        snote = (f"seen/new: frames whose view the context showed (rule {split.get('rule', '?')}; "
+                 f"{split.get('seen_frames', '?')} seen, {split.get('new_frames', '?')} new frames); mean over the "
+                 f"videos with such frames, interval vs the reference model")
+        cell.splits[name] = Cell(float(sub["mean"]), sub.get("std"), sub.get("n"), stext, snote, sci)
+    return cell
 
 
 def record_row(rec: RunRecord) -> Row:
@@ -390,7 +427,13 @@ class Section:
 
         row_marks = {i: [mark(n) for n in r.notes] for i, r in enumerate(self.rows)}
         cell_marks = {(i, k): mark(c.note) for i, r in enumerate(self.rows) for k, c in r.cells.items() if c.note}
+        cell_marks.update({(i, f"{k}:{s}"): mark(sc.note) for i, r in enumerate(self.rows) for k, c in r.cells.items()
+                           for s, sc in c.splits.items() if sc.note})
         return row_marks, cell_marks, texts
+
+    def splits(self, key: str) -> list[str]:
+        """The seen/new sub-columns any row of this section has for metric ``key``."""
+        return [s for s in ("seen", "new") if any(r.cells.get(key) and s in r.cells[key].splits for r in self.rows)]
 
     def frame(self, plain: bool = False):
         """The leaderboard as a DataFrame (display strings); ``plain`` drops arrows from headers."""
@@ -408,9 +451,17 @@ class Section:
                 if (i, k) in cell_marks:
                     text += " " + cell_marks[(i, k)]
                 rec[_header(k, plain)] = text
+                for s in self.splits(k):
+                    sc = c.splits.get(s) if c else None
+                    text = sc.text if sc else "–"
+                    if (i, f"{k}:{s}") in cell_marks:
+                        text += " " + cell_marks[(i, f"{k}:{s}")]
+                    rec[_split_header(k, s, plain)] = text
             rec["notes"] = " ".join(row_marks[i])
             out.append(rec)
-        cols = ["#", "model", "source", "data", "scale", "params", *(_header(k, plain) for k in self.metrics), "notes"]
+        metric_cols = [c for k in self.metrics for c in (_header(k, plain), *(_split_header(k, s, plain)
+                                                                              for s in self.splits(k)))]
+        cols = ["#", "model", "source", "data", "scale", "params", *metric_cols, "notes"]
         return pd.DataFrame(out, columns=cols)
 
 
@@ -422,6 +473,12 @@ def _header(key: str, plain: bool = False) -> str:
     if plain or base not in HIGHER_IS_BETTER:
         return label
     return label + (" ↑" if HIGHER_IS_BETTER[base] else " ↓")
+
+
+def _split_header(key: str, split: str, plain: bool = False) -> str:
+    """``PSNR seen ↑``: the column of a metric's seen/new split."""
+    plain_label = _header(key, plain=True)
+    return _header(key, plain).replace(plain_label, f"{plain_label} {split}", 1)
 
 
 def _sort_key(row: Row, metrics: list[str]) -> tuple:
@@ -586,6 +643,12 @@ def section_records(sections: list[Section]) -> list[dict]:
                 d[f"{k}_mean"] = c.mean if c else None
                 d[f"{k}_std"] = c.std if c else None
                 d[f"{k}_n"] = c.n if c else None
+                d[f"{k}_ci_lo"], d[f"{k}_ci_hi"] = c.ci if c and c.ci else (None, None)
+                for split in s.splits(k):
+                    sc = c.splits.get(split) if c else None
+                    d[f"{k}_{split}"] = display.iloc[i][_split_header(k, split, plain=True)]
+                    d[f"{k}_{split}_mean"] = sc.mean if sc else None
+                    d[f"{k}_{split}_ci_lo"], d[f"{k}_{split}_ci_hi"] = sc.ci if sc and sc.ci else (None, None)
             marks = row_marks[i] + [m for (j, _), m in cell_marks.items() if j == i]
             d["notes"] = " ".join(notes[int(m.strip("[]")) - 1] for m in dict.fromkeys(marks))
             d["origin"] = r.origin

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from bench.grid import curve_path, has_curves, render_task_curves
 from bench.registry import get_model_factory, get_task
 from bench.tasks import Task
 from bench.train import TrainConfig, barrier, dist_info, load_checkpoint, train
@@ -52,7 +53,7 @@ class RunConfig:
 
 # How big a stand-in is written, per scale: (training videos, at least this many eval videos).
 # UCF-101's test list holds 10x the eval count (FAR evaluates every 10th clip).
-STANDIN_SIZE = {"quick": {"dmlab": (48, 8), "minecraft": (32, 8), "ucf101": (101, 16), "bair": (64, 8),
+STANDIN_SIZE = {"quick": {"dmlab": (48, 16), "minecraft": (32, 16), "ucf101": (101, 16), "bair": (64, 8),
                           "greenearthnet": (16, 4)},
                 "paper": {"dmlab": (4000, 256), "minecraft": (2000, 256), "ucf101": (2020, 256),
                           "bair": (2000, 256), "greenearthnet": (400, 64)}}
@@ -264,13 +265,18 @@ def run(run: RunConfig, log=print) -> list[Path]:
     entries = [(run.model, model, weights)]
     if run.compare_dummy and run.model != "dummy":
         entries.append(("dummy", get_model_factory("dummy")(task=task, scale=run.scale), "none"))
-    paths, rows = [], []
+    paths, rows, evaluated = [], [], []
     for name, m, w in entries:
         t0 = time.time()
         out = evaluate_model(run, base_task, m, name, w, source, device, log=log)
+        evaluated.append((name, m, w, out, time.time() - (started if name == run.model else t0)))
+    if rank == 0:
+        _reference_intervals(run, base_task, source, {name: out for name, _, _, out, _ in evaluated}, device, log)
+    for name, m, w, out, wall in evaluated:
         if rank != 0:
             continue
         grid = _grid(run, task, out["store"], out["dataset"], name)
+        curve = curve_path(grid) if has_curves(out["metrics"]) else None
         record = RunRecord(
             task=task.name, task_spec=base_task.spec(run.scale), task_hash=base_task.hash(run.scale),
             scale=run.scale, data=source.label, data_root=str(source.root), model=name,
@@ -278,14 +284,18 @@ def run(run: RunConfig, log=print) -> list[Path]:
             seeds=list(task.seeds),
             counts={"videos": task.num_videos, "trajectories": task.trajectories,
                     "frames": task.num_frames},
-            metrics=out["metrics"], wall_time_s=time.time() - (started if name == run.model else t0),
+            metrics=out["metrics"], wall_time_s=wall,
             started=started, finished=time.time(), command=" ".join(sys.argv),
             extra={"sample_store": out["store"], "grid": str(grid), "world_size": world,
-                   "cost": asdict(m.cost(_clip(task))), **record_conventions(base_task, run.scale, m, device, w)},
+                   "cost": asdict(m.cost(_clip(task))), **record_conventions(base_task, run.scale, m, device, w),
+                   **({"curve": str(curve)} if curve else {})},
             **collect_provenance(device))
         paths.append(write_record(record, Path(run.results) / "runs"))
         rows.append(record)
     if rank == 0:
+        for record in rows:  # every model with a record on this task, scale and data, one line each
+            if record.extra.get("curve"):
+                render_task_curves(Path(run.results) / "runs", record)
         log(leaderboard_rows(rows))
         log(f"[run] records: {', '.join(map(str, paths))}; grids next to them; "
             f"regenerate tables with `python -m bench table`")
@@ -300,20 +310,50 @@ def _clip(task: Task):
 
 
 def _grid(run: RunConfig, task: Task, store: str, dataset, name: str) -> Path:
-    from bench.evaluate import load_part
-    from bench.grid import render_grid
-    part = task.parts[0]
-    pred, gt, _ = load_part(task, part, dataset, Path(store), task.seeds[0])
-    tc = part.context_frames
+    from bench.grid import grid_for_store
     path = Path(run.results) / "runs" / "grids" / f"{task.name}__{name}__{run.scale}.png"
-    title = f"{name} on {task.name} ({run.scale}), part {part.name}: {tc} -> {part.predict_frames}"
-    return render_grid(gt[:, :tc], pred[:, 0], gt[:, tc:], path, title=title)
+    return grid_for_store(task, dataset, Path(store), path, model=name, scale=run.scale)
+
+
+def _reference_intervals(run: RunConfig, task: Task, source: DataSource, outs: dict, device, log=print) -> None:
+    """Every evaluated model's paired-bootstrap interval against ``dummy`` (scored in this run, or from
+    its latest sample store of this protocol in the workdir)."""
+    from bench.compare import REFERENCE_MODEL, add_reference_intervals
+    ref = outs.get(REFERENCE_MODEL, {}).get("metrics")
+    why = ""
+    if ref is None and any(name != REFERENCE_MODEL for name in outs):
+        ref, why = _stored_reference(run, task, source, device, log)
+    for name, out in outs.items():
+        if name != REFERENCE_MODEL:
+            add_reference_intervals(out["metrics"], ref, why_missing=why)
+
+
+def _stored_reference(run: RunConfig, task: Task, source: DataSource, device, log=print) -> tuple[dict | None, str]:
+    """Scores of the reference model's latest store of this protocol and scale, or (None, why not)."""
+    from bench.compare import REFERENCE_MODEL
+    from bench.evaluate import score_store
+    run_dir = Path(run.workdir) / f"{task.name}__{run.scale}" / REFERENCE_MODEL
+    for manifest in sorted(run_dir.glob("samples-*/STORE.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if json.loads(manifest.read_text()).get("task_hash") == task.hash(run.scale):
+            t_task = task.at_scale(run.scale)
+            log(f"[score] {REFERENCE_MODEL} for the intervals: scoring {manifest.parent}")
+            return score_store(t_task, eval_dataset(t_task, source), manifest.parent, device=device,
+                               log=lambda _: None), ""
+    return None, (f"no {REFERENCE_MODEL} samples of protocol {task.hash(run.scale)} under {run_dir}: run without "
+                  f"--no-dummy (or `bench run --model {REFERENCE_MODEL}`) for the interval")
 
 
 def _fmt(m: dict) -> str:
-    if "unavailable" in m:
+    if "unavailable" in m or "not_applicable" in m:
         return "n/a"
-    return f"{m['mean']:.4g}" + (f" ± {m['std']:.2g}" if m.get("n", 1) > 1 else "")
+    text = f"{m['mean']:.4g}" + (f" ± {m['std']:.2g}" if m.get("n", 1) > 1 else "")
+    ci = (m.get("vs_reference") or {}).get("ci")
+    if ci:
+        text += f" [{ci[0]:+.3g}, {ci[1]:+.3g}] vs {m['vs_reference']['reference']}"
+    for split in ("seen", "new"):
+        if (m.get(split) or {}).get("mean") is not None:
+            text += f"; {split} {m[split]['mean']:.4g}"
+    return text
 
 
 def leaderboard_rows(records: list) -> str:
@@ -328,6 +368,12 @@ def leaderboard_rows(records: list) -> str:
                                          *(_fmt(r.metrics.get(n, {"unavailable": ""})) for n in names)]) + " |")
     notes = [f"{n}: unavailable ({m['unavailable']}); provide with `{m['provide']}`"
              for n, m in records[0].metrics.items() if "unavailable" in m]
+    notes += [f"{n}: not applicable ({m['not_applicable']})" for n, m in records[0].metrics.items()
+              if "not_applicable" in m]
+    split = next((m["split"] for m in records[0].metrics.values() if isinstance(m, dict) and "split" in m), None)
+    if split:
+        notes.append(f"seen/new frames (rule {split['rule']}): {split['seen_frames']} seen, {split['new_frames']} new; "
+                     f"{split['videos_with_seen']} videos have seen frames")
     return "\n".join(lines + notes)
 
 
@@ -351,6 +397,7 @@ def score(run: RunConfig, log=print) -> list[Path]:
     t0 = time.time()
     dataset = eval_dataset(task, source)
     metrics = score_store(task, dataset, stores[-1].parent, device=device, log=log)
+    _reference_intervals(run, base_task, source, {run.model: {"metrics": metrics}}, device, log)
     record = RunRecord(
         task=task.name, task_spec=base_task.spec(run.scale), task_hash=base_task.hash(run.scale), scale=run.scale,
         data=source.label, data_root=str(source.root), model=run.model, model_config=manifest["model_config"],

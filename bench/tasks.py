@@ -30,6 +30,20 @@ class Metric:
     # input convention where a metric has more than one; LPIPS: "far" ([0, 1] input, FAR's official
     # evaluation) or "standard" ([-1, 1], the lpips package's and MCVD/ExtDM's)
     convention: str = ""
+    # FVD with context frames: which context the sampled clips carry. "model": what the model shows of
+    # the context (FAR's pipeline decodes the DC-AE latents of context and prediction together, so its
+    # first Tc frames are the autoencoder's reconstructions; identical to the ground truth for
+    # pixel-space models); "ground_truth": the ground-truth context is prepended (MCVD/ExtDM).
+    context: str = ""
+
+    def __post_init__(self) -> None:
+        if self.name == "fvd" and self.context not in FVD_CONTEXTS:
+            raise ValueError(f"Metric fvd: context must be one of {FVD_CONTEXTS}, got {self.context!r}")
+        if self.name != "fvd" and self.context:
+            raise ValueError(f"Metric {self.name}: context={self.context!r} applies to fvd only")
+
+
+FVD_CONTEXTS = ("model", "ground_truth")
 
 
 @dataclass(frozen=True)
@@ -125,17 +139,18 @@ class Task:
 
 # ----------------------------------------------------------------------------- metric bundles
 
-def _pixel(best: bool, lpips: str = "far") -> tuple[Metric, ...]:
+def _pixel(best: bool, lpips: str = "far", fvd_context: str = "model") -> tuple[Metric, ...]:
     """Prediction metrics: best-of-N for PSNR/SSIM/LPIPS, FVD averaged over trajectories; LPIPS
-    under FAR's [0, 1] input convention unless ``lpips="standard"`` (MCVD/ExtDM)."""
+    under FAR's [0, 1] input convention unless ``lpips="standard"`` (MCVD/ExtDM); FVD's context
+    frames are the model's reconstruction (FAR) unless ``fvd_context="ground_truth"`` (MCVD/ExtDM)."""
     how = "best" if best else "mean"
     return (Metric("psnr", how), Metric("ssim", how), Metric("lpips", how, convention=lpips),
-            Metric("fvd", "mean", include_context=True, min_frames=10))
+            Metric("fvd", "mean", include_context=True, min_frames=10, context=fvd_context))
 
 
 _FAR_MAX = (Metric("mse", "max"), Metric("psnr", "max"), Metric("ssim", "max"),
             Metric("lpips", "min", convention="far"))
-_FVD = (Metric("fvd", "mean", include_context=True, min_frames=10),)
+_FVD = (Metric("fvd", "mean", include_context=True, min_frames=10, context="model"),)
 
 # ----------------------------------------------------------------------------- notes
 
@@ -158,7 +173,8 @@ def _long(dataset: str, res: int, part_b: Part, notes: str) -> Task:
         num_frames=300, frame_stride=1, seeds=(0, 1, 2, 3),
         parts=(Part("A", 144, 156, "action", _FAR_MAX[1:], guidance_scale=1.5), part_b),
         notes=f"{notes} {_BF16} {_BY_DESIGN}", precision="bf16",
-        quick=QuickScale(num_videos=4, seeds=(0,), num_steps=10, resolution=32, horizons=((36, 12), (36, 12))),
+        # 16 videos: enough for a paired-bootstrap interval against dummy that can exclude zero
+        quick=QuickScale(num_videos=16, seeds=(0,), num_steps=10, resolution=32, horizons=((36, 12), (36, 12))),
     )
 
 
@@ -208,8 +224,9 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     Task(name="ucf101_pred_mcvd", version=1, dataset="ucf101", split="test03",
          selection="256 clips spread evenly over test03.json[::10] (MCVD/ExtDM)", num_videos=256,
          resolution=64, num_frames=16, frame_stride=1, trajectories=100,
-         parts=(Part("pred", 4, 12, "none", _pixel(True, lpips="standard")),),
-         notes=f"LPIPS with [-1, 1] input (ExtDM calculate_lpips.py: 2x-1); sampled in fp32. {_BY_DESIGN_OTHER}",
+         parts=(Part("pred", 4, 12, "none", _pixel(True, lpips="standard", fvd_context="ground_truth")),),
+         notes="LPIPS with [-1, 1] input (ExtDM calculate_lpips.py: 2x-1); FVD clips are the ground-truth "
+               f"context followed by the prediction; sampled in fp32. {_BY_DESIGN_OTHER}",
          quick=QuickScale(num_videos=8, trajectories=2, horizons=((4, 12),))),
     Task(name="bair_pred", version=1, dataset="bair", split="test",
          selection="all 256 test trajectories, camera image_aux1", num_videos=256, resolution=64,

@@ -330,6 +330,7 @@ def test_dmlab_layouts_and_trajectory():
     part = dmlab.read_clip(far, 144, 12, 2, 32)
     check_video(part["video"], 12, 32)
     assert torch.equal(part["actions"], actions[144:168:2])
+    assert "poses" not in clip  # real files carry no poses (the stand-in's do)
     with pytest.raises(ValueError, match="5.npz.*300 frames"):
         dmlab.read_clip(far, 10, 300)
 
@@ -349,6 +350,9 @@ def test_dmlab_teco_folder_and_malformed_files(tmp_path):
         dmlab.read_clip(refs[1])
     with pytest.raises(ValueError, match=r"3\.npz.*4 entries.*5 frames"):
         dmlab.read_clip(refs[3])
+    np.savez(tmp_path / "test/10/2.npz", video=video, actions=np.zeros(5, np.int64), poses=np.zeros((4, 3), np.int64))
+    with pytest.raises(ValueError, match=r"2\.npz.*'poses' has 4 entries.*5 frames"):
+        dmlab.read_clip(refs[2])
     (tmp_path / "dmlab_val.json").write_text(json.dumps([{"latent_path": "x.pt"}]))
     with pytest.raises(ValueError, match=r"dmlab_val\.json.*entry 0.*'video_path'"):
         dmlab.list_videos(tmp_path, "validation")
@@ -378,6 +382,7 @@ def test_minecraft_layouts_and_trajectories(tmp_path):
     check_video(clip["video"], 300, 128)
     assert clip["actions"].dtype == torch.int64
     assert clip["actions"].tolist() == np.load(refs[0].action_path)["actions"][:300].tolist()
+    assert "poses" not in clip  # real files carry no poses (the stand-in's do)
     assert float((clip["video"][1:] - clip["video"][:-1]).abs().mean()) > 0  # the scene moves
     check_video(minecraft.read_clip(refs[1], 0, 41, 1, 64)["video"], 41, 64)
     with pytest.raises(ValueError, match="000001.mp4.*41 frames"):

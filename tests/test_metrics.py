@@ -401,7 +401,7 @@ def test_score_store_reports_lookalike_networks_as_unavailable(store, random_ale
     _save_lookalike_i3d(store)
     (store / "alexnet-owt-7be5be79.pth").symlink_to(random_alexnet)
     part = Part("A", 2, 10, "none", (Metric("psnr", "best"), Metric("lpips", "best", convention="far"),
-                                     Metric("fvd", "mean", include_context=True)))
+                                     Metric("fvd", "mean", include_context=True, context="model")))
     task = Task(name="tiny_fvd", version=1, dataset="dmlab", split="validation", selection="all", num_videos=3,
                 resolution=32, num_frames=12, frame_stride=1, parts=(part,), trajectories=1, seeds=(0,),
                 quick=QuickScale(num_videos=3))

@@ -169,3 +169,20 @@ def test_cost_is_consistent(name, condition):
     assert short.network_calls_per_clip <= long.network_calls_per_clip
     fewer = model.cost(Clip(frames=CONTEXT + 1, height=res, width=res, context_frames=CONTEXT))
     assert fewer.train_flops_per_clip < short.train_flops_per_clip, "training FLOPs grow with frames"
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_reconstruct_is_the_models_view_of_the_context(name):
+    """``reconstruct_context``: what the model shows of the context (FAR-protocol FVD scores it), of the
+    context's shape and in [0, 1]; exact for pixel-space models and the lossless quick-scale codec."""
+    from bench.api import reconstruct_context
+    model, res = build(name, "none")
+    context = data("none", res, frames=CONTEXT).video
+    view = reconstruct_context(model, context)
+    assert view.shape == context.shape and view.is_floating_point()
+    assert 0 <= float(view.min()) and float(view.max()) <= 1
+    codec = getattr(model, "codec", None)
+    if codec is None and hasattr(model, "tokenizer"):
+        assert not torch.allclose(view, context, atol=1e-3)  # a VQ/FSQ tokenizer is lossy
+    elif codec is None or type(codec).__name__ == "PixelUnshuffleCodec":
+        assert torch.allclose(view, context, atol=1e-6)

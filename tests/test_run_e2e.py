@@ -11,13 +11,13 @@ from bench.__main__ import main
 from bench.data.standins import is_standin, materialize
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["model.num_layers=1", "model.num_heads=1", "model.context_patch_size=2"]
+TINY = ["model.num_layers=1", "model.num_heads=1", "model.context_patch_size=2", "sample_batch_size=16"]
 
 
 @pytest.fixture(scope="module")
 def maze_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data") / "dmlab"
-    materialize("dmlab", root, num_train=3, num_eval=4, seed=0)
+    materialize("dmlab", root, num_train=3, num_eval=16, seed=0)  # quick scale evaluates 16 videos
     assert is_standin(root)
     return root
 
@@ -39,7 +39,20 @@ def test_dummy_run_writes_record_grid_and_rescores(tmp_path, maze_root, capsys):
     assert rec["data"] == "stand-in" and rec["task_hash"] and rec["git_commit"]
     assert rec["metrics"]["psnr"]["mean"] > 5 and rec["metrics"]["psnr"]["n"] == 1
     assert "python -m bench assets fetch" in rec["metrics"]["fvd"]["provide"]  # never a fake value
-    assert Path(rec["extra"]["grid"]).is_file()
+    assert Path(rec["extra"]["grid"]).is_file() and Path(rec["extra"]["curve"]).is_file()
+    # seen/new by the stand-in's poses, as the maze's own walk says
+    from bench.data.standins import maze
+    from bench.registry import get_task
+    part = get_task("dmlab_long").at_scale("quick").parts[0]
+    tc, tp = part.context_frames, part.predict_frames
+    seen = 0
+    for i in range(16):
+        poses = [tuple(p) for p in maze.trajectory("dmlab", 0, "test", i, num_frames=301).poses[:tc + tp].tolist()]
+        seen += sum(p in set(poses[:tc]) for p in poses[tc:])
+    split = rec["metrics"]["psnr"]["split"]
+    assert split["rule"] == "poses" and split["seen_frames"] == seen and split["new_frames"] == 16 * tp - seen
+    assert len(rec["metrics"]["psnr"]["per_video"][0]) == 16
+    assert rec["metrics"]["psnr"]["seen"]["videos"] == split["videos_with_seen"]
     # bench score recomputes the same numbers from the store without sampling
     assert main(["score", *_args(tmp_path, maze_root)[1:]]) == 0
     recs = _records(tmp_path)
@@ -66,6 +79,8 @@ def test_far_trains_then_one_and_two_processes_agree(tmp_path, maze_root):
     assert rec2["extra"]["world_size"] == 2 and rec3["extra"]["world_size"] == 1
     for name in ("psnr", "ssim"):
         assert rec2["metrics"][name]["mean"] == pytest.approx(rec3["metrics"][name]["mean"], abs=1e-3), name
+    # without a dummy in the run (and none in its workdir) the interval says why it is missing
+    assert "--no-dummy" in rec3["metrics"]["psnr"]["vs_reference"]["unavailable"]
 
 
 def test_training_data_is_at_the_run_scale(tmp_path, maze_root, monkeypatch):

@@ -284,10 +284,11 @@ def test_parallel_materialize_matches_serial(roots, tmp_path):
 def test_dmlab_files_and_loader(roots):
     root = roots["dmlab"]
     with np.load(root / "test/0/0.npz") as f:
-        assert sorted(f.files) == ["actions", "video"]
+        assert sorted(f.files) == ["actions", "poses", "video"]  # poses: the stand-in's extra array
         assert f["video"].dtype == np.uint8 and f["video"].shape == (300, 64, 64, 3)
         assert f["actions"].dtype == np.int64 and f["actions"].shape == (300,)
-        video, actions = f["video"], f["actions"]
+        assert f["poses"].dtype == np.int64 and f["poses"].shape == (300, 3)
+        video, actions, poses = f["video"], f["actions"], f["poses"]
     assert json.loads((root / "dmlab_val.json").read_text()) == [{"video_path": "test/0/0.npz"},
                                                                  {"video_path": "test/0/1.npz"}]
     dmlab = loader("dmlab")
@@ -297,6 +298,12 @@ def test_dmlab_files_and_loader(roots):
     assert clip["video"].shape == (300, 3, 64, 64) and clip["actions"].tolist() == actions.tolist()
     assert np.array_equal((clip["video"].permute(0, 2, 3, 1) * 255).round().byte().numpy(), video)
     assert len(dmlab.list_videos(root, "train")) == 1
+    # the clip carries the poses of its frames; equal poses are identical frames
+    part = dmlab.read_clip(refs[0], 10, 50, 2)
+    assert part["poses"].tolist() == poses[10:110:2].tolist()
+    first = maze.first_visit(poses)
+    revisit = int(np.flatnonzero(first >= 0)[0])
+    assert np.array_equal(video[revisit], video[first[revisit]])
 
 
 def test_minecraft_files_and_loader(roots):
@@ -305,12 +312,15 @@ def test_minecraft_files_and_loader(roots):
     info = video_io.video_info(root / "test/0/000000.mp4")
     assert (info.num_frames, info.width, info.height, info.codec, info.fps) == (301, 128, 128, "mpeg4", 20.0)
     with np.load(root / "test/0/000000.npz") as f:
-        assert f.files == ["actions"] and f["actions"].dtype == np.int32 and f["actions"].shape == (301,)
+        assert sorted(f.files) == ["actions", "poses"] and f["actions"].dtype == np.int32
+        assert f["actions"].shape == (301,) and f["poses"].shape == (301, 3)
+        poses = f["poses"]
     minecraft = loader("minecraft")
     refs = minecraft.list_videos(root, "validation")
     clip = minecraft.read_clip(refs[0], 0, 300)
     assert clip["video"].shape == (300, 3, 128, 128) and clip["actions"][0] == 0
     assert 1 <= clip["actions"][1:].min() and clip["actions"].max() <= 3
+    assert clip["poses"].tolist() == poses[:300].tolist()
     truth = maze.generate("minecraft", 0, "test", 0)[0][:300]
     decoded = (clip["video"].permute(0, 2, 3, 1) * 255).round().numpy()
     psnr = 10 * np.log10(255 ** 2 / ((decoded - truth) ** 2).mean())

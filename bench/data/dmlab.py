@@ -7,7 +7,8 @@ Layouts read (root = the dataset folder, e.g. ``datasets/dmlab``):
 
 One file: ``video`` uint8 (T, 64, 64, 3) (T = 300), ``actions`` int64 (T,) with 0 look left, 1 look
 right, 2 forward; ``actions[t]`` is the action taken after frame t, and FAR pairs it with frame t
-(kept as is). ``validation``/``val``/``test`` is the JSON val list or TECO's ``test`` folder. Clips
+(kept as is). The maze stand-in's files also hold ``poses`` int64 (T, 3), the agent's pose per
+frame; real files do not, and ``read_clip`` returns ``poses`` only when the file has them. ``validation``/``val``/``test`` is the JSON val list or TECO's ``test`` folder. Clips
 longer than the trajectory are an error (FAR raises too).
 """
 
@@ -19,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.video_io import (ClipDict, VideoRef, load_json_list, load_npz, resize_crop, resolve_listed_path,
-                                 take_frames, teco_files, to_float_video, window)
+from bench.data.video_io import (ClipDict, VideoRef, check_poses, load_json_list, load_npz, resize_crop,
+                                 resolve_listed_path, take_frames, teco_files, to_float_video, window)
 
 NAME = "dmlab"
 SPLITS = {"validation": ("test", "dmlab_val.json"), "val": ("test", "dmlab_val.json"),
@@ -66,6 +67,12 @@ def count_frames(ref: VideoRef) -> int:
 
 def load_trajectory(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``video`` uint8 (T, H, W, 3) and ``actions`` int64 (T,), checked."""
+    video, actions, _ = _load(path)
+    return video, actions
+
+
+def _load(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``video``, ``actions`` and the stand-in's ``poses`` (None in real files), checked."""
     arrays = load_npz(path, ("video", "actions"), "DMLab trajectory")
     video, actions = arrays["video"], arrays["actions"]
     if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
@@ -75,14 +82,19 @@ def load_trajectory(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if len(actions) != len(video):
         raise ValueError(f"{path}: 'actions' has {len(actions)} entries but 'video' has {len(video)} frames "
                          "(one action per frame expected)")
-    return video, actions.astype(np.int64)
+    poses = check_poses(arrays["poses"], len(video), path) if "poses" in arrays else None
+    return video, actions.astype(np.int64), poses
 
 
 def read_clip(ref: VideoRef, start: int = 0, num_frames: int | None = None, stride: int = 1,
               resolution: int | None = None, *, crop_position: tuple[float, float] | None = None) -> ClipDict:
-    """``video`` (T, 3, res, res) in [0, 1] and ``actions`` int64 (T,)."""
-    video, actions = load_trajectory(ref.path)
+    """``video`` (T, 3, res, res) in [0, 1], ``actions`` int64 (T,), and ``poses`` int64 (T, 3) when the
+    file has them (the stand-in)."""
+    video, actions, poses = _load(ref.path)
     indices = window(len(video), start, num_frames, stride)
     frames = take_frames(video, indices, pad=False, source=ref.path)
-    return ClipDict(video=resize_crop(to_float_video(frames), resolution, crop_position), label=None,
+    clip = ClipDict(video=resize_crop(to_float_video(frames), resolution, crop_position), label=None,
                     actions=torch.from_numpy(actions[indices]), id=ref.id)
+    if poses is not None:
+        clip["poses"] = torch.from_numpy(poses[indices])
+    return clip

@@ -4,6 +4,7 @@
   as uint8 (T, H, W, 3) RGB arrays. Writes are atomic (temporary file, then ``os.replace``).
 - ``VideoRef`` and ``ClipDict``: what ``list_videos`` returns and what ``read_clip`` returns in every
   dataset module (``bench.data.ucf101`` etc.).
+- ``check_poses``: the stand-ins' optional per-frame ``poses`` array (real files have none).
 - ``load_json_list`` / ``resolve_listed_path``: FAR's data lists (a JSON array of objects holding
   file paths); ``load_npz``: npz archives with required keys; ``teco_files``: TECO's folders.
 - ``window`` / ``take_frames`` / ``read_frames``: the frames a clip (start, count, stride) covers,
@@ -63,6 +64,9 @@ class ClipDict(TypedDict, total=False):
     label: int | None
     actions: Tensor | None
     id: str
+    # DMLab / Minecraft stand-ins only (real files have none): int64 (T, 3) agent pose per frame,
+    # (lattice x, lattice y, heading index); equal poses render identical frames
+    poses: Tensor
     # BAIR
     action_vectors: Tensor
     endeffector_pos: Tensor
@@ -360,3 +364,14 @@ def resize_crop(x: Tensor, size: int | None, position: tuple[float, float] | Non
         top = min(int((h - size + 1) * position[0]), h - size)
         left = min(int((w - size + 1) * position[1]), w - size)
     return x[..., top:top + size, left:left + size]
+
+
+def check_poses(poses: np.ndarray, num_frames: int, path: Path) -> np.ndarray:
+    """The optional ``poses`` array the maze stand-ins add to their npz files: integer (T, 3) with one
+    pose (lattice x, lattice y, heading) per frame. Real DMLab/Minecraft files have no such array."""
+    if poses.ndim != 2 or poses.shape[1] != 3 or poses.dtype.kind not in "iu":
+        raise ValueError(f"{path}: 'poses' must be an integer (T, 3) array, got {poses.dtype} {poses.shape}")
+    if len(poses) != num_frames:
+        raise ValueError(f"{path}: 'poses' has {len(poses)} entries but the video has {num_frames} frames "
+                         "(one pose per frame expected)")
+    return poses.astype(np.int64)

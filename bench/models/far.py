@@ -298,6 +298,14 @@ class FARVideoModel(nn.Module):
             done += n
         return decode(seq[:, tc:])
 
+    @torch.no_grad()
+    def reconstruct(self, context: Tensor) -> Tensor:
+        """The context as FAR's pipeline shows it: encoded exactly as ``sample`` encodes it, decoded
+        as the official pipeline decodes context and generated latents together (the codec works
+        frame by frame, so decoding the context apart gives the same frames)."""
+        device = next(self.net.parameters()).device
+        return self.codec.decode(self.codec.encode(context.to(device))).float()
+
     def cost(self, clip: Clip) -> Cost:
         cfg = self.net.cfg
         r = self.codec.compression

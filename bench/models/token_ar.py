@@ -158,6 +158,12 @@ class TokenARVideoModel(nn.Module):
                        labels=prompt.labels if cfg.condition == "label" else None, actions=actions)
         return self.tokenizer.decode(out[:, tokens.shape[1]:].unflatten(2, cfg.grid)).float()
 
+    @torch.no_grad()
+    def reconstruct(self, context: Tensor) -> Tensor:
+        """The context through the tokenizer (quantised and decoded), as ``sample`` tokenises it."""
+        device = next(self.parameters()).device
+        return self.tokenizer.decode(self.tokenizer.encode(context.to(device))).float()
+
     def cost(self, clip: Clip) -> Cost:
         cfg, tok = self.net.cfg, self.tokenizer.cfg
         enc = vq.encode_flops(tok, clip.height, clip.width)

@@ -142,6 +142,12 @@ class VideoDiTVideoModel(nn.Module):
                                labels=prompt.labels if cfg.condition == "label" else None, actions=actions)
         return self.codec.decode(latents[:, context.shape[1]:]).float()
 
+    @torch.no_grad()
+    def reconstruct(self, context: Tensor) -> Tensor:
+        """The context through the codec, encoded and decoded as ``sample`` round-trips latents."""
+        device = next(self.net.parameters()).device
+        return self.codec.decode(self.codec.encode(context.to(device))).float()
+
     def cost(self, clip: Clip) -> Cost:
         cfg = self.net.cfg
         r = self.codec.compression

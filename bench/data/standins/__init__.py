@@ -38,7 +38,7 @@ from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
-STANDIN_VERSION = 2  # 1 was a placeholder generator; bump whenever the generated data change
+STANDIN_VERSION = 3  # 1 was a placeholder generator; 3 added the maze poses; bump whenever the data change
 # Per-dataset revisions on top of STANDIN_VERSION (bump one when only that dataset's output changes,
 # so the other stand-ins are not regenerated). greenearthnet 1: climatology predictions added.
 REVISIONS = {"greenearthnet": 1}

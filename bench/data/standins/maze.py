@@ -17,6 +17,11 @@ bit-identical frames (``first_visit`` / ``revisit_stats`` measure this).
 Turns are 22.5 degrees rather than DMLab's 20, so that four turns make a right angle and the
 agent's poses stay on the lattice. Everything is a pure function of ``(seed, split, index)``.
 
+The files carry one array the real ones do not: ``poses`` int64 (T, 3), the pose (lattice x,
+lattice y, heading) of every frame (in the DMLab npz, and in the npz next to each Minecraft mp4),
+so evaluation can tell frames whose view the context already showed from new ones. The loaders
+return it when present and do without it on real data.
+
 Action encodings follow the real data (``../shared/DATASETS.md``):
 
 - DMLab: 0 ``look_left``, 1 ``look_right``, 2 ``forward`` (the 3 values the real files hold);
@@ -646,13 +651,14 @@ def relative_file(dataset: str, folder: str, index: int) -> str:
 
 def write_item(root: str, dataset: str, folder: str, index: int, seed: int) -> None:
     """Write one trajectory of ``folder`` (train/test) in the real file format."""
-    video, actions, _ = generate(dataset, seed, folder, index)
+    video, actions, walk = generate(dataset, seed, folder, index)
+    poses = walk.poses[:len(video)].astype(np.int64)  # frame t's pose (real files have no such array)
     stem = Path(root) / relative_file(dataset, folder, index)
     if dataset == "dmlab":
-        save_npz(stem.with_suffix(".npz"), video=video, actions=actions)
+        save_npz(stem.with_suffix(".npz"), video=video, actions=actions, poses=poses)
     else:
         write_mp4(stem.with_suffix(".mp4"), video, fps=20, codec="mpeg4")
-        save_npz(stem.with_suffix(".npz"), actions=actions)
+        save_npz(stem.with_suffix(".npz"), actions=actions, poses=poses)
 
 
 def write(dataset: str, root: str | Path, *, num_train: int, num_eval: int, seed: int,
@@ -673,6 +679,7 @@ def write(dataset: str, root: str | Path, *, num_train: int, num_eval: int, seed
         write_json_list(root / f"{dataset}_{suffix}.json", entries)
     return {"resolution": RESOLUTION[dataset], "num_frames": NUM_FRAMES[dataset],
             "headings": HEADINGS, "steps_per_block": STEPS_PER_BLOCK,
+            "poses": "poses int64 (T, 3) per frame: lattice x, lattice y (1/steps_per_block block), heading",
             "actions": ({"0": "look_left", "1": "look_right", "2": "forward", "alignment": "actions[t] after frame t"}
                         if dataset == "dmlab" else
                         {"0": "none (frame 0)", "1": "forward", "2": "turn left", "3": "turn right",
