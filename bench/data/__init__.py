@@ -24,6 +24,8 @@ import torch
 from torch.utils.data import Dataset
 
 from bench.data import bair, dmlab, greenearthnet, minecraft, ucf101
+from bench.data.check import reading
+from bench.errors import DataError
 from bench.data.video_io import ClipDict, VideoRef
 from bench.tasks import Task
 
@@ -142,8 +144,9 @@ class ClipDataset(Dataset):
     """The evaluated clips of a task: ``task.num_frames`` frames at ``task.frame_stride`` and
     ``task.resolution`` from each (ref, start) pair."""
 
-    def __init__(self, task: Task, refs: list[tuple[VideoRef, int]], root: str | Path | None = None):
-        self.task, self.refs, self.root = task, list(refs), root
+    def __init__(self, task: Task, refs: list[tuple[VideoRef, int]], root: str | Path | None = None,
+                 fix: str | None = None):
+        self.task, self.refs, self.root, self.fix = task, list(refs), root, fix
         self.module = dataset_module(task.dataset)
 
     def __len__(self) -> int:
@@ -151,8 +154,9 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> ClipDict:
         ref, start = self.refs[index]
-        return self.module.read_clip(ref, start, self.task.num_frames, self.task.frame_stride,
-                                     self.task.resolution)
+        with reading(ref.path, self.fix):  # a bad file: one DataError line naming it
+            return self.module.read_clip(ref, start, self.task.num_frames, self.task.frame_stride,
+                                         self.task.resolution)
 
     def __repr__(self) -> str:
         return f"ClipDataset({self.task.name}, {len(self)} clips from {self.root})"
@@ -172,8 +176,8 @@ class TrainClipDataset(Dataset):
     PADDED = ("ucf101", "bair")
 
     def __init__(self, task: Task, refs: list[VideoRef], root: str | Path | None = None,
-                 num_frames: int | None = None, random_crop: bool = True):
-        self.task, self.refs, self.root = task, list(refs), root
+                 num_frames: int | None = None, random_crop: bool = True, fix: str | None = None):
+        self.task, self.refs, self.root, self.fix = task, list(refs), root, fix
         self.module = dataset_module(task.dataset)
         self.num_frames = num_frames or task.num_frames
         self.random_crop = random_crop
@@ -185,7 +189,8 @@ class TrainClipDataset(Dataset):
     def _starts(self, index: int) -> range:
         ref = self.refs[index]
         if index not in self._lengths:
-            self._lengths[index] = self.module.count_frames(ref)
+            with reading(ref.path, self.fix):
+                self._lengths[index] = self.module.count_frames(ref)
         total, span = self._lengths[index], (self.num_frames - 1) * self.task.frame_stride
         if self.task.dataset == "greenearthnet":
             starts = range(greenearthnet.FIRST_S2_DAY, total - span, greenearthnet.S2_STEP)
@@ -193,8 +198,8 @@ class TrainClipDataset(Dataset):
             starts = range(0, total - span)
         if len(starts) == 0:
             if self.task.dataset not in self.PADDED:
-                raise ValueError(f"{ref.path}: has {total} frames, too few for a training window of "
-                                 f"{self.num_frames} frames at stride {self.task.frame_stride}")
+                raise DataError(ref.path, "frames", f"has {total} frames, too few for a training window of "
+                                f"{self.num_frames} frames at stride {self.task.frame_stride}", self.fix)
             return range(1)
         return starts
 
@@ -202,8 +207,9 @@ class TrainClipDataset(Dataset):
         starts = self._starts(index)
         start = starts[int(torch.randint(len(starts), ()))]
         position = tuple(torch.rand(2).tolist()) if self.random_crop else None
-        return self.module.read_clip(self.refs[index], start, self.num_frames, self.task.frame_stride,
-                                     self.task.resolution, crop_position=position)
+        with reading(self.refs[index].path, self.fix):
+            return self.module.read_clip(self.refs[index], start, self.num_frames, self.task.frame_stride,
+                                         self.task.resolution, crop_position=position)
 
     def __repr__(self) -> str:
         return f"TrainClipDataset({self.task.name}, {len(self)} videos from {self.root})"
