@@ -591,7 +591,8 @@ def _latex_escape_extra(s: str) -> str:
 
 def _latex_text(s: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                 ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}")):
+                 ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}"),
+                 ("<", r"\textless{}"), (">", r"\textgreater{}")):
         s = s.replace(a, b)
     return _latex_escape_extra(s.replace("`", ""))
 
