@@ -144,7 +144,8 @@ def _main(argv: list[str] | None = None) -> int:
     cfg = _run_config(args, args.overrides)
     from bench.registry import get_model_factory, get_task
     get_task(cfg.task), get_model_factory(cfg.model)
-    from bench.run import run, score
+    from bench.run import run, score, set_command
+    set_command(argv)  # what the records say was run
     if args.verb == "train":
         from dataclasses import replace
         run(replace(cfg, train_only=True))

@@ -494,9 +494,20 @@ def _progress(desc: str, enabled: bool):
     return lambda it: tqdm(it, desc=desc, dynamic_ncols=True)
 
 
+_COMMAND: list[str] | None = None  # the arguments ``python -m bench`` was given (set by bench.__main__)
+
+
+def set_command(argv: list[str]) -> None:
+    global _COMMAND
+    _COMMAND = list(argv)
+
+
 def command_line() -> str:
     """The command as a user would retype it: ``python -m bench <args>`` (paths made portable)."""
-    args = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("__main__.py", "bench")) else sys.argv
+    if _COMMAND is not None:
+        args = _COMMAND
+    else:
+        args = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("bench/__main__.py", "bench")) else sys.argv
     return " ".join(["python -m bench", *(shlex.quote(portable_text(a)) for a in args)])
 
 

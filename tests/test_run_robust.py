@@ -139,6 +139,10 @@ def test_a_checkpoint_is_reused_only_for_its_own_configuration(tmp_path, maze, r
     dirs = final(tmp_path)
     assert len(dirs) == 2 and first in dirs
     (rec,) = records(tmp_path)
+    assert rec["command"] == ("python -m bench run --model far --task tiny_long --data-root '<outside>/dmlab' "
+                              "--workdir '<outside>/runs' --results '<outside>/results' --no-progress --no-dummy "
+                              + " ".join(TINY) + " train.steps=3 train.batch_size=2 train.lr=3e-4 "
+                              "model.condition_dropout=0.3")
     assert rec["extra"]["train"]["steps"] == 3 and rec["extra"]["train"]["lr"] == 3e-4
     assert rec["model_config"]["condition_dropout"] == 0.3
     second = next(p for p in dirs if p != first)
