@@ -128,23 +128,18 @@ def _standin_root(task: Task, scale: str) -> Path:
 
 
 def check_places(run: RunConfig, task: Task) -> None:
-    """The work dir, the results dir and (when a stand-in must be written) ``$FARZOO_HOME`` are
-    writable; checked before any work starts."""
+    """The work dir, the results dir and ``$FARZOO_HOME`` (stand-ins, the asset store's hash cache) are
+    writable, and a given data root exists; checked before any work starts."""
     from bench.data import resolve_root
-    from bench.data.standins import is_current
     check_writable(Path(run.workdir), "work dir (--workdir)")
     if not run.train_only:
         check_writable(Path(run.results) / "runs", "results dir (--results)")
+    check_writable(farzoo_home(), "$FARZOO_HOME (stand-in data, asset hashes)")
     try:
-        found = resolve_root(task.dataset, flag=run.data_root)
+        resolve_root(task.dataset, flag=run.data_root)
     except FileNotFoundError as e:
         raise DataError(run.data_root or task.dataset, None, one_line(e),
                         "give an existing dataset folder (--data-root) or none for the stand-in") from None
-    if found is None:
-        root = _standin_root(task, run.scale)
-        num_train, num_eval = STANDIN_SIZE[run.scale][task.dataset]
-        if not is_current(task.dataset, root, num_train=num_train, num_eval=num_eval):
-            check_writable(root.parent, "$FARZOO_HOME (where the stand-in data are written)")
 
 
 # ----------------------------------------------------------------------------- data

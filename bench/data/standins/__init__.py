@@ -62,13 +62,6 @@ def standin_info(root: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def is_current(dataset: str, root: str | Path, *, num_train: int, num_eval: int, seed: int = 0,
-               frame_size: int | None = None) -> bool:
-    """Whether ``root`` already holds exactly this stand-in (``materialize`` would write nothing)."""
-    info = standin_info(root)
-    return info is not None and info.get("params") == _params(dataset, num_train, num_eval, seed, frame_size)
-
-
 def _params(dataset: str, num_train: int, num_eval: int, seed: int, frame_size: int | None) -> dict[str, Any]:
     return {"dataset": dataset, "version": STANDIN_VERSION, "num_train": num_train, "num_eval": num_eval,
             "seed": seed, "frame_size": frame_size}
