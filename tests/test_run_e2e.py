@@ -75,7 +75,7 @@ def test_training_data_is_at_the_run_scale(tmp_path, maze_root, monkeypatch):
     from bench.registry import get_task
     seen = {}
 
-    def fake_train(model, dataset, cfg, out, device=None, log=print):
+    def fake_train(model, dataset, cfg, out, device=None, log=print, **kwargs):
         seen["shape"] = tuple(dataset[0]["video"].shape)
         raise SystemExit(0)
     monkeypatch.setattr(bench.run, "train", fake_train)
