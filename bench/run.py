@@ -549,7 +549,8 @@ def run(run: RunConfig, log=print) -> list[Path]:
         source = prepare_data(base_task, run.scale, run.data_root, log=log)
         will_train = getattr(model, "trainable", False) and not run.checkpoint
         on_rank0(check_data, task, source, train=will_train, deep=run.scale == "quick", log=log)
-        weights = obtain_weights(run, base_task, model, source, run_dir, device, tcfg=tcfg, given=given, log=log)
+        # training clips at the run's scale (quick: the shrunken horizons and resolution)
+        weights = obtain_weights(run, task, model, source, run_dir, device, tcfg=tcfg, given=given, log=log)
         if run.train_only:
             return []
         return _evaluate_and_record(run, base_task, model, weights, source, device, started, tcfg, log)
