@@ -6,17 +6,21 @@ the sample store), ``table`` (leaderboards into results/), ``profile`` (cost acr
 
 ``key=value`` overrides after the verb set fields of the run (``scale=paper``), of the model
 (``model.num_layers=2``) or of the training loop (``train.steps=100``); values are parsed as YAML
-scalars, as hydra does.
+scalars, as hydra does, and checked against the field's type and range before any work starts.
+
+Expected failures (a bad option, a bad data file or checkpoint, a locked or unwritable directory)
+print one line, ``error: ...``, from rank 0 only and exit with code 2; see ``bench.errors``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import yaml
 
-from bench.registry import UnknownName
+from bench.errors import BenchError, ConfigError, one_line
 
 
 def _scalar(raw: str):
@@ -36,7 +40,7 @@ def parse_overrides(items: list[str]) -> tuple[dict, dict, dict]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"override {item!r} is not of the form key=value")
+            raise ConfigError(f"override {item!r} is not of the form key=value")
         value = _scalar(raw)
         if key.startswith("model."):
             model[key.removeprefix("model.")] = value
@@ -48,8 +52,9 @@ def parse_overrides(items: list[str]) -> tuple[dict, dict, dict]:
 
 
 def _run_config(args, overrides: list[str]):
-    from dataclasses import fields, replace
+    from dataclasses import fields
 
+    from bench.config import apply_options
     from bench.run import RunConfig
     run_opts, model_opts, train_opts = parse_overrides(overrides)
     cfg = RunConfig(model=args.model, task=args.task, scale=args.scale, data_root=args.data_root,
@@ -59,9 +64,9 @@ def _run_config(args, overrides: list[str]):
     valid = {f.name for f in fields(RunConfig)} - {"model_options", "train_options"}
     unknown = set(run_opts) - valid
     if unknown:
-        raise SystemExit(f"unknown run option(s) {sorted(unknown)}; valid: {sorted(valid)} "
-                         f"(model.<field>=..., train.<field>=... for the model and the training loop)")
-    return replace(cfg, **run_opts)
+        raise ConfigError(f"unknown run option(s) {sorted(unknown)}; valid: {sorted(valid)} "
+                          f"(model.<field>=..., train.<field>=... for the model and the training loop)")
+    return apply_options(cfg, run_opts)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -93,7 +98,25 @@ def _ls() -> int:
     return 0
 
 
+def _rank() -> int:
+    """This process's rank under torchrun (0 otherwise), read without initialising anything."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The CLI; a :class:`BenchError` becomes one line on stderr (rank 0 only) and exit code 2."""
+    try:
+        return _main(argv)
+    except BenchError as e:
+        if _rank() == 0:
+            print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -118,20 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.verb == "ls":
         return _ls()
-    try:
-        cfg = _run_config(args, args.overrides)
-        from bench.registry import get_model_factory, get_task
-        get_task(cfg.task), get_model_factory(cfg.model)
-        from bench.run import run, score
-        if args.verb == "train":
-            from dataclasses import replace
-            run(replace(cfg, train_only=True))
-        elif args.verb == "score":
-            score(cfg)
-        else:
-            run(cfg)
-    except UnknownName as e:
-        raise SystemExit(str(e)) from None
+    cfg = _run_config(args, args.overrides)
+    from bench.registry import get_model_factory, get_task
+    get_task(cfg.task), get_model_factory(cfg.model)
+    from bench.run import run, score, set_command
+    set_command(argv)  # what the records say was run
+    if args.verb == "train":
+        from dataclasses import replace
+        run(replace(cfg, train_only=True))
+    elif args.verb == "score":
+        score(cfg)
+    else:
+        run(cfg)
     return 0
 
 

@@ -58,6 +58,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from bench.api import VideoBatch
 from bench.evaluate import derive_seed, load_part, sample_to_store, score_store
+from bench.paths import portable
 from bench.registry import get_model_factory, get_task
 from bench.run import DataSource, eval_dataset, prepare_data, train_dataset
 from bench.tasks import Metric, Task
@@ -335,8 +336,10 @@ def run_study(cfg: StudyConfig, tcfg: TrainConfig, model_options: dict, command:
                                             device=device)
     return {"command": command, "config": asdict(cfg), "train_config": asdict(tcfg),
             "model_options": model_options, "task": task.spec("quick"), "task_hash": task.hash("quick"),
-            "data": {"label": source.label, "root": str(source.root),
-                     "eval_clips": [{"id": str(getattr(r, "path", r)), "start": s} for r, s in dataset.refs]},
+            # paths relative to $FARZOO_HOME or the repository: committed outputs name no machine path
+            "data": {"label": source.label, "root": portable(Path(source.root).absolute()),
+                     "eval_clips": [{"id": portable(Path(str(getattr(r, "path", r))).absolute()), "start": s}
+                                    for r, s in dataset.refs]},
             "params": params, "same_initial_weights": same_init, "codec": models[cfg.models[0]].model_config.codec,
             "model_configs": {n: m.config() for n, m in models.items()}, "weights": "EMA",
             "note": cfg.note, "dummy": ref, "rows": rows, "train_loss_curves": curves,

@@ -210,7 +210,8 @@ def render_curves(records: list, path: Path, highlight: str | None = None) -> Pa
 
 def has_curves(metrics: dict) -> bool:
     """Whether a run's metrics have per-frame curves with a seen/new split (the long-context tasks)."""
-    return any(isinstance(m, dict) and "split" in m and m.get("per_frame") for m in metrics.values())
+    return all(isinstance(metrics.get(k), dict) and metrics[k].get("per_frame") for k, _ in CURVE_METRICS) \
+        and any(isinstance(m, dict) and "split" in m for m in metrics.values())
 
 
 def curve_path(grid: Path) -> Path:
@@ -219,11 +220,11 @@ def curve_path(grid: Path) -> Path:
 
 
 def render_task_curves(records_dir: Path, record) -> Path:
-    """``record``'s curve PNG (``record.extra["curve"]``) with one line per model that has a record in
-    ``records_dir`` on the same protocol, scale and data (the newest of each)."""
+    """``record``'s curve PNG (``record.extra["curve"]``, relative to ``records_dir``) with one line per
+    model that has a record in ``records_dir`` on the same protocol, scale and data (the newest of each)."""
     from bench.results import load_records
     key = lambda r: (r.task_hash, r.scale, r.data, r.data_root)  # noqa: E731
     same = [r for r in load_records(records_dir) if key(r) == key(record)]
     if not any(r.model == record.model for r in same):
         same.append(record)
-    return render_curves(same, Path(record.extra["curve"]), highlight=record.model)
+    return render_curves(same, Path(records_dir) / record.extra["curve"], highlight=record.model)

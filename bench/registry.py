@@ -5,12 +5,13 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Mapping, TypeVar
 
+from bench.errors import BenchError
 from bench.tasks import TASKS, Task
 
 T = TypeVar("T")
 
 
-class UnknownName(KeyError):
+class UnknownName(BenchError, KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])
 
@@ -56,6 +57,30 @@ MODELS: dict[str, Callable[..., object]] = {
     "video_dit_alt": _video_dit_factory("video_dit_alt"),
     "token_ar": _token_ar_factory,
     "dummy": _dummy_factory,
+}
+
+
+def _config(module: str, function: str, **fixed) -> Callable[..., object]:
+    def make(**kwargs):
+        import importlib
+        return getattr(importlib.import_module(module), function)(**fixed, **kwargs)
+    return make
+
+
+def _dummy_config(task: Task | None = None, scale: str | None = None, **options) -> None:
+    from bench.models.dummy import RepeatLastFrame
+    RepeatLastFrame(task=task, scale=scale, **options)  # no options: raises for any
+
+
+# name -> config(task=Task, scale=str, **overrides) -> the model's checked config dataclass (without
+# building the network), so every model option is validated before any work starts
+MODEL_CONFIGS: dict[str, Callable[..., object]] = {
+    "far": _config("bench.models.far", "far_config", variant="far"),
+    "far_sliding": _config("bench.models.far", "far_config", variant="far_sliding"),
+    "video_dit": _config("bench.models.video_dit", "video_dit_config", variant="video_dit"),
+    "video_dit_alt": _config("bench.models.video_dit", "video_dit_config", variant="video_dit_alt"),
+    "token_ar": _config("bench.models.token_ar", "token_ar_config"),
+    "dummy": _dummy_config,
 }
 
 

@@ -38,6 +38,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
+from bench.paths import portable, portable_text
+
 SCHEMA = 1
 REPO = Path(__file__).resolve().parents[1]
 
@@ -183,21 +185,65 @@ def record_filename(record: RunRecord) -> str:
     return f"{_slug(record.task)}__{_slug(record.model)}__{_slug(record.scale)}__{stamp:%Y%m%dT%H%M%SZ}.json"
 
 
-def write_record(record: RunRecord, directory: str | os.PathLike) -> Path:
-    """Write ``record`` into ``directory`` atomically; never overwrites an existing record."""
+PATH_FIELDS = ("data_root",)  # fields holding one path (written with bench.paths.portable)
+VERBATIM_FIELDS = ("task_spec", "task_hash")  # protocol data: hashed, never rewritten
+
+
+def _portable_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return portable(value) if os.path.isabs(value) else portable_text(value)
+    if isinstance(value, dict):
+        return {k: _portable_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable_value(v) for v in value]
+    return value
+
+
+def portable_record(record: RunRecord) -> RunRecord:
+    """A copy of ``record`` that names no path of this machine: every path (and every absolute path
+    inside a message, e.g. an asset's location) relative to ``$FARZOO_HOME``, a dataset root
+    variable or the repository (``bench.paths.portable``). The protocol fields stay verbatim."""
+    d = record.to_dict()
+    for key, value in d.items():
+        if key in VERBATIM_FIELDS:
+            continue
+        d[key] = portable(value) if key in PATH_FIELDS and value else _portable_value(value)
+    return RunRecord.from_dict(d)
+
+
+def write_record(record: RunRecord, directory: str | os.PathLike, grid: str | os.PathLike | None = None,
+                 curve: bool = False) -> Path:
+    """Write ``record`` (made portable) into ``directory`` atomically; never overwrites an existing record.
+
+    ``grid``: an image file rendered for this record (in ``directory/grids``); it is renamed to
+    ``grids/<record name>.png`` and ``extra["grid"]`` names it relative to ``directory``, so no run
+    overwrites another's grid. ``curve``: the record also gets a per-frame curve, to be rendered at
+    ``extra["curve"]`` = ``grids/<record name>__curve.png`` (:func:`bench.grid.render_task_curves`).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     base = record_filename(record)
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record.to_dict(), f, indent=1, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        for i in range(1000):
-            path = directory / (base if i == 0 else base.replace(".json", f"-{i}.json"))
+    record = portable_record(record)
+    grids = directory / "grids"
+    if grid is not None:
+        grids.mkdir(parents=True, exist_ok=True)
+    for i in range(1000):
+        path = directory / (base if i == 0 else base.replace(".json", f"-{i}.json"))
+        grid_path = grids / f"{path.stem}.png"
+        if path.exists() or (grid is not None and grid_path.exists()):
+            continue
+        if grid is not None:
+            record.extra = {**record.extra, "grid": f"grids/{grid_path.name}"}
+            if curve:
+                record.extra["curve"] = f"grids/{path.stem}__curve.png"
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".tmp")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(record.to_dict(), f, indent=1, sort_keys=False)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
             try:
                 os.link(tmp, path)  # atomic and fails if the name is taken
             except FileExistsError:
@@ -206,10 +252,20 @@ def write_record(record: RunRecord, directory: str | os.PathLike) -> Path:
                 if path.exists():
                     continue
                 os.replace(tmp, path)
-            return path
-        raise FileExistsError(f"too many records named {base} in {directory}")
-    finally:
-        tmp.unlink(missing_ok=True)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if grid is not None:
+            os.replace(grid, grid_path)  # the name belongs to this record now
+        return path
+    raise FileExistsError(f"too many records named {base} in {directory}")
+
+
+def load_record(path: str | os.PathLike) -> RunRecord:
+    """One record file; ``extra["record_file"]`` is its name."""
+    path = Path(path)
+    rec = RunRecord.from_dict(json.loads(path.read_text()))
+    rec.extra = {**rec.extra, "record_file": path.name}
+    return rec
 
 
 def load_records(directory: str | os.PathLike, errors: list | None = None) -> list[RunRecord]:
@@ -227,7 +283,7 @@ def load_records(directory: str | os.PathLike, errors: list | None = None) -> li
         try:
             rec = RunRecord.from_dict(json.loads(path.read_text()))
         except (OSError, ValueError, TypeError) as e:
-            msg = f"{path}: not a run record ({e})"
+            msg = portable_text(f"{path}: not a run record ({e})")
             warnings.warn(msg, stacklevel=2)
             if errors is not None:
                 errors.append(msg)
@@ -492,7 +548,7 @@ def _sort_key(row: Row, metrics: list[str]) -> tuple:
             key.append((1, 0.0))
         else:
             key.append((0, -c.mean if HIGHER_IS_BETTER[base] else c.mean))
-    return (*key, row.model.lower(), row.source)
+    return (*key, row.model.lower(), row.source, row.checkpoint, row.origin)
 
 
 def task_metrics(task_name: str) -> list[str]:
@@ -541,7 +597,8 @@ def build_sections(records: Iterable[RunRecord], reference: Iterable[Row]) -> di
             sections.append(Section(task, h, scale, data, metrics, primary, group, stale,
                                     superseded.get((task, h, scale, data), 0)))
         # the paper protocol on real data first, then paper stand-in, then other scales
-        sections.sort(key=lambda s: (s.scale != "paper", s.data != "real", s.stale is not None, s.task_hash))
+        sections.sort(key=lambda s: (s.scale != "paper", s.data != "real", s.stale is not None, s.task_hash,
+                                     s.scale, s.data))
         out[task] = sections
     return out
 
@@ -605,7 +662,8 @@ def _latex_escape_extra(s: str) -> str:
 
 def _latex_text(s: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                 ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}")):
+                 ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}"),
+                 ("<", r"\textless{}"), (">", r"\textgreater{}")):
         s = s.replace(a, b)
     return _latex_escape_extra(s.replace("`", ""))
 
@@ -697,8 +755,8 @@ def render_tables(records_dir: str | os.PathLike = "results/runs", reference_dir
         written[task] = [md, csv, tex]
 
     lines = ["# Leaderboards", "", "<!-- generated by `python -m bench table`; do not edit -->", "",
-             f"Generated from {len(records)} run record(s) in `{records_dir}` and {len(reference)} reported row(s) "
-             f"in `{reference_dir}`. Each task's tables are split by protocol hash, scale and data (real or "
+             f"Generated from {len(records)} run record(s) in `{portable(Path(records_dir).absolute())}` and "
+             f"{len(reference)} reported row(s) in `{portable(Path(reference_dir).absolute())}`. Each task's tables are split by protocol hash, scale and data (real or "
              "stand-in); rows are ranked only within a section.", "",
              "| task | paper hash | sections (hash · scale · data: rows) | files |", "|---|---|---|---|"]
     for task in [*TASKS, *(t for t in sections if t not in TASKS)]:
@@ -716,6 +774,46 @@ def render_tables(records_dir: str | os.PathLike = "results/runs", reference_dir
     return written
 
 
+GENERATED = (".md", ".csv", ".tex")  # what render_tables writes at the top of its output folder
+
+
+def generated_files(directory: str | os.PathLike) -> dict[str, bytes]:
+    """The files ``render_tables`` owns in ``directory``: top-level markdown, CSV and LaTeX."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return {}
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file() and p.suffix in GENERATED}
+
+
+def check_tables(results_dir: str | os.PathLike = "results", records_dir: str | os.PathLike | None = None,
+                 reference_dir: str | os.PathLike | None = None) -> list[str]:
+    """Regenerate the tables into a temporary folder and compare them byte for byte with those in
+    ``results_dir``; returns one line per difference (empty: reproduced exactly). A record missing
+    from ``records_dir``, a table not regenerated after a change, or an extra table all differ."""
+    results_dir = Path(results_dir)
+    records_dir = Path(records_dir) if records_dir is not None else results_dir / "runs"
+    reference_dir = Path(reference_dir) if reference_dir is not None else results_dir / "reference"
+    with tempfile.TemporaryDirectory() as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # unreadable records are listed in README.md, compared below
+            render_tables(records_dir, reference_dir, tmp)
+        want = generated_files(tmp)
+    have = generated_files(results_dir)
+    problems = []
+    for name in sorted(set(want) | set(have)):
+        if name not in have:
+            problems.append(f"{results_dir / name}: missing; `python -m bench table` writes it")
+        elif name not in want:
+            problems.append(f"{results_dir / name}: not produced from the records and references any more")
+        elif want[name] != have[name]:
+            a, b = have[name].decode(errors="replace").splitlines(), want[name].decode(errors="replace").splitlines()
+            n = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            problems.append(f"{results_dir / name}: differs from the regenerated file at line {n + 1}: committed "
+                            f"{(a[n] if n < len(a) else '<end of file>')[:160]!r}, regenerated "
+                            f"{(b[n] if n < len(b) else '<end of file>')[:160]!r}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m bench", description="Leaderboards from run records and "
@@ -725,7 +823,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--records", default="results/runs", help="run records (default: results/runs)")
     p.add_argument("--reference", default="results/reference", help="reported numbers (default: results/reference)")
     p.add_argument("--out", default="results", help="output directory (default: results)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 unless the tables in --out are "
+                   "exactly what the records and references give")
     args = parser.parse_args(argv)
+    if args.check:
+        problems = check_tables(args.out, args.records, args.reference)
+        for line in problems:
+            print(line)
+        print(f"{len(problems)} difference(s)" if problems else f"tables in {args.out}/ are reproduced byte for byte")
+        return 1 if problems else 0
     written = render_tables(args.records, args.reference, args.out)
     tasks = [t for t in written if t != "README"]
     print(f"wrote tables for {len(tasks)} task(s) into {args.out}/: {', '.join(tasks) or '(none)'}; "
@@ -736,4 +842,4 @@ def main(argv: list[str] | None = None) -> int:
 __all__ = ["RunRecord", "SCHEMA", "HIGHER_IS_BETTER", "collect_provenance", "describe_device", "write_record",
            "record_filename", "load_records", "parse_reported", "load_reference", "Cell", "Row", "Section",
            "record_row", "build_sections", "task_metrics", "render_markdown", "render_latex", "render_csv",
-           "section_records", "render_tables", "main"]
+           "section_records", "render_tables", "portable_record", "generated_files", "check_tables", "main"]

@@ -15,36 +15,52 @@ Reads top to bottom as the steps of a run:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import shlex
+import socket
 import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 
 import torch
 
-from bench.grid import curve_path, has_curves, render_task_curves
+from bench.config import apply_options, validate
+from bench.config import identity as config_identity
+from bench.errors import BenchError, CheckpointError, ConfigError, DataError, NotWritable, RunLocked, one_line
+from bench.grid import has_curves, render_task_curves
+from bench.paths import farzoo_home, portable, portable_text
 from bench.registry import get_model_factory, get_task
 from bench.tasks import Task
-from bench.train import TrainConfig, barrier, dist_info, load_checkpoint, train
+from bench.train import TrainConfig, barrier, canonical, dist_info, load_checkpoint, seed_everything, train
+
+
+SCALES = ("quick", "paper")
 
 
 @dataclass
 class RunConfig:
-    model: str = "far"
-    task: str = "dmlab_long"
-    scale: str = "quick"
+    """One ``bench run``; ranges in the field metadata (checked by ``bench.config.validate``)."""
+
+    model: str = "far"  # a name in bench.registry.MODELS
+    task: str = "dmlab_long"  # a name in bench.tasks.TASKS
+    scale: str = field(default="quick", metadata={"choices": SCALES})
     data_root: str | None = None  # else $FARZOO_<DATASET>_ROOT, $FARZOO_DATA/<dataset>, or the stand-in
     checkpoint: str | None = None  # a bench training checkpoint or an official state dict
     workdir: str = "runs"  # checkpoints and sample stores
     results: str = "results"  # run records and grids (results/runs)
     device: str | None = None
-    sample_batch_size: int = 8
+    sample_batch_size: int = field(default=8, metadata={"ge": 1})
     compare_dummy: bool = True
     train_only: bool = False
     progress: bool = True
+    # another run holding this model's run directory: wait up to this long for it (0: refuse at once)
+    lock_wait_s: float = field(default=0.0, metadata={"ge": 0})
     model_options: dict = field(default_factory=dict)  # model.<field>=value overrides
     train_options: dict = field(default_factory=dict)  # train.<field>=value overrides
 
@@ -71,6 +87,63 @@ def default_train_config(task: Task, scale: str) -> TrainConfig:
                        ema_decay=r.ema_decay, ckpt_every=5000)
 
 
+# ----------------------------------------------------------------------------- options and places
+
+def train_config(run: RunConfig, task: Task) -> TrainConfig:
+    """The training recipe of the run: the scale's defaults with ``train.<field>=`` options, checked."""
+    cfg = replace(default_train_config(task, run.scale), progress=run.progress)
+    return apply_options(cfg, run.train_options, "train")
+
+
+def check_options(run: RunConfig, world: int = 1) -> tuple[Task, TrainConfig]:
+    """Every option of the run checked before any work: names, types, ranges, the model and task
+    names, and a training batch that splits over the processes. Returns (task, training recipe)."""
+    from bench.registry import MODEL_CONFIGS
+    validate(run)
+    base_task = get_task(run.task)
+    get_model_factory(run.model)
+    MODEL_CONFIGS[run.model](task=base_task.at_scale(run.scale), scale=run.scale, **run.model_options)
+    tcfg = train_config(run, base_task)
+    needs_training = run.checkpoint is None and run.model != "dummy"
+    if needs_training and tcfg.batch_size % world:
+        raise ConfigError(f"train.batch_size={tcfg.batch_size}: expected a multiple of the {world} processes "
+                          f"(torchrun --nproc_per_node {world}); use e.g. "
+                          f"train.batch_size={world * max(1, round(tcfg.batch_size / world))}")
+    return base_task, tcfg
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Create ``path`` if needed and prove that a file can be written in it (root ignores mode bits,
+    so the test writes for real)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise NotWritable(f"{what} {path} is not writable ({e.strerror or e}); fix its permissions or choose "
+                          f"another one") from None
+
+
+def _standin_root(task: Task, scale: str) -> Path:
+    return farzoo_home() / "standins" / f"{task.dataset}-{scale}"
+
+
+def check_places(run: RunConfig, task: Task) -> None:
+    """The work dir, the results dir and ``$FARZOO_HOME`` (stand-ins, the asset store's hash cache) are
+    writable, and a given data root exists; checked before any work starts."""
+    from bench.data import resolve_root
+    check_writable(Path(run.workdir), "work dir (--workdir)")
+    if not run.train_only:
+        check_writable(Path(run.results) / "runs", "results dir (--results)")
+    check_writable(farzoo_home(), "$FARZOO_HOME (stand-in data, asset hashes)")
+    try:
+        resolve_root(task.dataset, flag=run.data_root)
+    except FileNotFoundError as e:
+        raise DataError(run.data_root or task.dataset, None, one_line(e),
+                        "give an existing dataset folder (--data-root) or none for the stand-in") from None
+
+
 # ----------------------------------------------------------------------------- data
 
 @dataclass(frozen=True)
@@ -83,9 +156,10 @@ class DataSource:
     def label(self) -> str:
         return "stand-in" if self.standin else "real"
 
-
-def farzoo_home() -> Path:
-    return Path(os.environ.get("FARZOO_HOME", "~/.cache/farzoo")).expanduser()
+    @property
+    def fix(self) -> str:
+        from bench.data.check import fix_for
+        return fix_for(self.dataset, self.root, self.standin)
 
 
 def prepare_data(task: Task, scale: str, data_root: str | None, log=print) -> DataSource:
@@ -96,7 +170,7 @@ def prepare_data(task: Task, scale: str, data_root: str | None, log=print) -> Da
     if root is not None:  # a given folder may itself hold a stand-in: it stays labelled as one
         return DataSource(task.dataset, Path(root), standin=is_standin(root))
     num_train, num_eval = STANDIN_SIZE[scale][task.dataset]
-    root = farzoo_home() / "standins" / f"{task.dataset}-{scale}"
+    root = _standin_root(task, scale)
     rank, _ = dist_info()
     if rank == 0:
         log(f"[data] no {task.dataset} data found (flag, $FARZOO_{task.dataset.upper()}_ROOT, $FARZOO_DATA); "
@@ -106,14 +180,44 @@ def prepare_data(task: Task, scale: str, data_root: str | None, log=print) -> Da
     return DataSource(task.dataset, root, standin=True)
 
 
+def check_data(task: Task, source: DataSource, train: bool, deep: bool, log=print) -> None:
+    """Read every evaluated clip and open every training file (``train``) before any work; a bad file
+    is one DataError line naming it (see ``bench.data.check``)."""
+    from bench.data.check import check_eval, check_train
+    t0 = time.perf_counter()
+    n_eval = check_eval(task, source.root, source.fix)
+    n_train = check_train(task, source.root, deep=deep, fix=source.fix) if train else 0
+    log(f"[data] checked {n_eval} evaluation clips" + (f" and {n_train} training videos" if train else "")
+        + f" in {time.perf_counter() - t0:.1f}s")
+
+
 def eval_dataset(task: Task, source: DataSource):
     from bench.data import ClipDataset, eval_refs
-    return ClipDataset(task, eval_refs(task, source.root), source.root)
+    return ClipDataset(task, eval_refs(task, source.root), source.root, fix=source.fix)
 
 
 def train_dataset(task: Task, source: DataSource):
     from bench.data import TrainClipDataset, train_refs
-    return TrainClipDataset(task, train_refs(task, source.root), source.root, num_frames=task.num_frames)
+    return TrainClipDataset(task, train_refs(task, source.root), source.root, num_frames=task.num_frames,
+                            fix=source.fix)
+
+
+def data_identity(task: Task, source: DataSource) -> dict:
+    """What identifies the training data, portably: the dataset, stand-in parameters, and the
+    relative path and size of every training file (no absolute path, no modification time)."""
+    from bench.data import train_refs
+    from bench.data.standins import standin_info
+    h = hashlib.sha256()
+    refs = train_refs(task, source.root)
+    for ref in refs:
+        for path in (ref.path, ref.action_path):
+            if path is not None:
+                p = Path(path)
+                rel = os.path.relpath(p, source.root)
+                h.update(f"{rel}|{p.stat().st_size}|{ref.record}\n".encode())
+    info = standin_info(source.root) if source.standin else None
+    return {"dataset": task.dataset, "split": task.train_split, "stand_in": source.standin,
+            "standin_params": (info or {}).get("params"), "videos": len(refs), "files": h.hexdigest()[:16]}
 
 
 # ----------------------------------------------------------------------------- model and weights
@@ -127,19 +231,33 @@ def sha256_file(path: Path, prefix: int | None = None) -> str:
 
 
 def load_weights(model, path: Path) -> str:
-    """Load a bench checkpoint (EMA weights) or an official state dict; returns the file's sha256."""
+    """Load a bench checkpoint (EMA weights) or an official state dict; returns the file's sha256.
+    A file that is neither raises :class:`CheckpointError` naming it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    if path.suffix == ".pt":
-        state = load_checkpoint(path)
-        if isinstance(state, dict) and "ema" in state:
+        raise CheckpointError(f"checkpoint {path} does not exist (--checkpoint)")
+    expect = (f"expected a bench training checkpoint (final.pt of `python -m bench train`, with an 'ema' "
+              f"entry) or official weights for model {getattr(model, 'name', '?')!r}")
+    try:
+        state = load_checkpoint(path) if path.suffix == ".pt" else None
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; {expect}") from None
+    if isinstance(state, dict) and "ema" in state:
+        try:
             model.trainable_module().load_state_dict(state["ema"])
-            return sha256_file(path)
+        except (RuntimeError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{path}: its weights do not fit model {model.name!r} with this configuration "
+                                  f"({one_line(e)[:300]}); pass the model.<field>= options it was trained with") \
+                from None
+        return sha256_file(path)
     if not hasattr(model, "load_official"):
-        raise ValueError(f"{path}: not a bench training checkpoint (no 'ema' entry), and model "
-                         f"{model.name!r} has no official-weights loader")
-    model.load_official(path)
+        raise CheckpointError(f"{path}: not a bench training checkpoint (no 'ema' entry), and model "
+                              f"{model.name!r} has no official-weights loader; {expect}")
+    try:
+        model.load_official(path)
+    except Exception as e:  # the official loader's errors (format, keys, shapes) for a user-given file
+        raise CheckpointError(f"{path}: cannot be loaded ({type(e).__name__}: {one_line(e)[:300]}); {expect}") \
+            from None
     return sha256_file(path)
 
 
@@ -150,8 +268,28 @@ def identity(run: RunConfig, model, weights: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def obtain_weights(run: RunConfig, task: Task, model, source: DataSource, run_dir: Path, device, log=print) -> str:
-    """Given checkpoint, else official weights in the asset store, else train here. Returns a weights id."""
+def training_identity(run: RunConfig, task: Task, model, tcfg: TrainConfig, source: DataSource,
+                      world: int) -> dict:
+    """Everything trained weights depend on: the recipe, the model's config (less its sampling
+    knobs), the task and scale, the training data and the number of processes. Stored in every
+    checkpoint; a checkpoint is reused only for an equal identity."""
+    cfg = getattr(model, "model_config", None)
+    model_cfg = config_identity(cfg) if cfg is not None and is_dataclass(cfg) else \
+        (model.config() if hasattr(model, "config") else {})
+    return {"train": config_identity(tcfg), "model": run.model, "model_config": model_cfg, "task": task.name,
+            "task_hash": get_task(task.name).hash(run.scale), "scale": run.scale,
+            "data": data_identity(task, source), "processes": world}
+
+
+def train_dir(run_dir: Path, ident: dict) -> Path:
+    """``<run dir>/train-<hash of the training identity>``: one directory per training configuration."""
+    return run_dir / f"train-{hashlib.sha256(canonical(ident).encode()).hexdigest()[:12]}"
+
+
+def obtain_weights(run: RunConfig, task: Task, model, source: DataSource, run_dir: Path, device,
+                   tcfg: TrainConfig | None = None, given: str | None = None, log=print) -> str:
+    """Given checkpoint, else official weights in the asset store, else train here. Returns a weights id
+    (``given``: the id of a checkpoint the caller already loaded)."""
     if not getattr(model, "trainable", False):
         return "none"
     weights_asset, vae_asset = getattr(model, "official_assets", lambda: (None, None))()
@@ -159,6 +297,8 @@ def obtain_weights(run: RunConfig, task: Task, model, source: DataSource, run_di
         # the autoencoder is not trained here: a paper-scale run needs the released one
         from bench.assets import require
         model.load_codec_weights(require(vae_asset))
+    if given is not None:
+        return given
     if run.checkpoint:
         return f"sha256:{load_weights(model, Path(run.checkpoint))}"
     if run.scale == "paper" and weights_asset is not None:
@@ -169,23 +309,129 @@ def obtain_weights(run: RunConfig, task: Task, model, source: DataSource, run_di
             return f"sha256:{load_weights(model, path)}"
         except AssetMissing as e:
             log(f"[weights] {e}; training instead")
-    cfg = replace(default_train_config(task, run.scale), progress=run.progress)
-    cfg = _apply(cfg, run.train_options, "train")
-    log(f"[train] {run.model} on {task.name} ({source.label} data), {cfg.steps} steps at batch {cfg.batch_size}")
-    result = train(model, train_dataset(task, source), cfg, run_dir / "train", device=device, log=log)
+    cfg = tcfg if tcfg is not None else train_config(run, task)
+    _, world = dist_info()
+    ident = training_identity(run, task, model, cfg, source, world)
+    out = train_dir(run_dir, ident)
+    if dist_info()[0] == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "TRAIN.json", ident)  # what this directory's checkpoints were trained with
+    log(f"[train] {run.model} on {task.name} ({source.label} data), {cfg.steps} steps at batch {cfg.batch_size} "
+        f"into {out}")
+    result = train(model, train_dataset(task, source), cfg, out, device=device, log=log, identity=ident)
     if result.losses:
         k = max(1, len(result.losses) // 10)
         first, last = sum(result.losses[:k]) / k, sum(result.losses[-k:]) / k
         log(f"[train] loss {first:.4f} (first {k} steps) -> {last:.4f} (last {k} steps)")
-    return f"trained:{result.checkpoint}:sha256:{sha256_file(result.checkpoint, 16)}"
+    return f"trained:{in_workdir(run, result.checkpoint)}:sha256:{sha256_file(result.checkpoint, 16)}"
 
 
-def _apply(obj, options: dict, what: str):
-    valid = {f.name: f for f in fields(obj)}
-    unknown = set(options) - set(valid)
-    if unknown:
-        raise ValueError(f"unknown {what} option(s) {sorted(unknown)}; valid: {sorted(valid)}")
-    return replace(obj, **options)
+def in_workdir(run: RunConfig, path: Path) -> str:
+    """A path under the work dir as records write it: the work dir made portable (``runs`` in the
+    repository, ``$FARZOO_HOME/...``, or ``<outside>/<name>``), then the path inside it."""
+    workdir = Path(run.workdir)
+    try:
+        rel = Path(path).relative_to(workdir)
+    except ValueError:
+        return portable(Path(path).absolute())
+    return f"{portable(workdir.absolute())}/{rel.as_posix()}"
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- one process decides
+
+def on_rank0(fn, *args, **kwargs):
+    """Run ``fn`` on rank 0 only; a BenchError there is raised on every rank (the others stay quiet:
+    ``python -m bench`` prints it from rank 0), so no process waits forever at a barrier."""
+    rank, world = dist_info()
+    result, message = None, None
+    if rank == 0:
+        try:
+            result = fn(*args, **kwargs)
+        except BenchError as e:
+            if world == 1:
+                raise
+            message = str(e)
+    if world > 1:
+        import torch.distributed as dist
+        box = [message]
+        dist.broadcast_object_list(box, src=0)
+        if box[0] is not None:
+            raise BenchError(box[0])
+    return result
+
+
+# ----------------------------------------------------------------------------- one run per directory
+
+class RunLock:
+    """An exclusive ``fcntl.flock`` on ``<directory>/.lock``: one run at a time per run directory. The
+    kernel drops the lock when the process ends, crash included, so a stale lock cannot exist.
+    ``wait_s``: how long to wait for another holder (0: refuse at once; None: wait for ever)."""
+
+    def __init__(self, directory: Path, wait_s: float | None = 0.0, log=print):
+        self.directory, self.wait_s, self.log = Path(directory), wait_s, log
+        self._file = None
+
+    @property
+    def path(self) -> Path:
+        return self.directory / ".lock"
+
+    def acquire(self) -> "RunLock":
+        self.directory.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")
+        deadline = None if self.wait_s is None else time.monotonic() + self.wait_s
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = self.path.read_text().strip() or "another process"
+                if deadline is not None and time.monotonic() >= deadline:
+                    f.close()
+                    raise RunLocked(
+                        f"{self.directory} is in use by another run ({holder}); wait until it has finished, "
+                        f"run this one with another --workdir, or let it wait with lock_wait_s=<seconds>") from None
+                if not waiting:
+                    self.log(f"[run] waiting for {self.directory}: in use by {holder}")
+                    waiting = True
+                time.sleep(0.2)
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}: {command_line()}\n")
+        f.flush()
+        self._file = f
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def locked(directory: Path, wait_s: float | None = 0.0, log=print):
+    """Hold ``directory``'s RunLock (taken by rank 0 for all the processes of a ``torchrun``)."""
+    lock = RunLock(directory, wait_s, log) if dist_info()[0] == 0 else None
+    on_rank0(lambda: lock.acquire() if lock is not None else None)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 # ----------------------------------------------------------------------------- the run
@@ -210,13 +456,18 @@ def _store(run_dir: Path, ident: str, task: Task, scale: str, run: RunConfig, we
     return store
 
 
+def model_run_dir(run: RunConfig, task: Task, name: str) -> Path:
+    """``<workdir>/<task>__<scale>/<model>``: training directories and sample stores of one model."""
+    return Path(run.workdir) / f"{task.name}__{run.scale}" / name
+
+
 def evaluate_model(run: RunConfig, task: Task, model, name: str, weights: str, source: DataSource, device,
                    log=print) -> dict:
     """Sample into the store (this process's share), then score on rank 0. Returns the record fields."""
     from bench.evaluate import sample_to_store, score_store
     rank, world = dist_info()
     t_task = task.at_scale(run.scale)
-    run_dir = Path(run.workdir) / f"{task.name}__{run.scale}" / name
+    run_dir = model_run_dir(run, t_task, name)
     ident = identity(replace(run, model=name), model, weights)
     config = json.loads(json.dumps(model.config() if hasattr(model, "config") else {}, default=str))
     store = _store(run_dir, ident, t_task, run.scale, replace(run, model=name), weights, config)
@@ -240,35 +491,89 @@ def _progress(desc: str, enabled: bool):
     return lambda it: tqdm(it, desc=desc, dynamic_ncols=True)
 
 
-def run(run: RunConfig, log=print) -> list[Path]:
-    """Do the whole run; returns the written record paths (rank 0) or [] (other ranks)."""
-    from bench.conventions import record_conventions
-    from bench.results import RunRecord, collect_provenance, write_record
+_COMMAND: list[str] | None = None  # the arguments ``python -m bench`` was given (set by bench.__main__)
 
-    started = time.time()
-    base_task = get_task(run.task)
-    task = base_task.at_scale(run.scale)
-    rank, world = dist_info()
-    device = torch.device(run.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if rank == 0:
-        log(f"[run] {run.model} on {task.name} at scale {run.scale!r} (protocol hash {base_task.hash(run.scale)})"
-            + ("; use --scale paper for the protocol itself" if run.scale == "quick" else ""))
-    source = prepare_data(base_task, run.scale, run.data_root, log=log)
-    model = get_model_factory(run.model)(task=task, scale=run.scale, **run.model_options)
+
+def set_command(argv: list[str]) -> None:
+    global _COMMAND
+    _COMMAND = list(argv)
+
+
+def command_line() -> str:
+    """The command as a user would retype it: ``python -m bench <args>`` (paths made portable)."""
+    if _COMMAND is not None:
+        args = _COMMAND
+    else:
+        args = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("bench/__main__.py", "bench")) else sys.argv
+    return " ".join(["python -m bench", *(shlex.quote(portable_text(a)) for a in args)])
+
+
+def build_model(run: RunConfig, task: Task, seed: int, device):
+    """Seed every random stream, then build the model (its initial weights come from the seed, so the
+    same command gives the same weights in any process). Options the network refuses are a ConfigError."""
+    seed_everything(seed)
+    try:
+        model = get_model_factory(run.model)(task=task, scale=run.scale, **run.model_options)
+    except ValueError as e:  # a combination of options the network refuses (e.g. head_dim vs RoPE axes)
+        if isinstance(e, BenchError):
+            raise
+        opts = " ".join(f"model.{k}={v}" for k, v in run.model_options.items()) or "the defaults"
+        raise ConfigError(f"model {run.model} cannot be built with {opts}: {one_line(e)}") from None
     if hasattr(model, "to"):
         model.to(device)
-    run_dir = Path(run.workdir) / f"{task.name}__{run.scale}" / run.model
-    weights = obtain_weights(run, task, model, source, run_dir, device, log=log)
-    if run.train_only:
-        return []
+    return model
 
+
+def run(run: RunConfig, log=print) -> list[Path]:
+    """Do the whole run; returns the written record paths (rank 0) or [] (other ranks).
+
+    Order: every option checked; the random streams seeded and the model built (so its initial
+    weights are the same for the same command); a given checkpoint loaded; the directories checked
+    writable; the run directory locked; the data checked; then training, sampling, scoring and the
+    records. Everything before the lock writes nothing.
+    """
+    started = time.time()
+    rank, world = dist_info()
+    base_task, tcfg = check_options(run, world)
+    task = base_task.at_scale(run.scale)
+    device = torch.device(run.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = build_model(run, task, tcfg.seed, device)
+    given = None
+    if run.checkpoint and getattr(model, "trainable", False):  # a bad file is reported before other work
+        given = f"sha256:{load_weights(model, Path(run.checkpoint))}"
+    on_rank0(check_places, run, base_task)
+    run_dir = model_run_dir(run, task, run.model)
+    with locked(run_dir, wait_s=run.lock_wait_s, log=log):
+        if rank == 0:
+            log(f"[run] {run.model} on {task.name} at scale {run.scale!r} (protocol hash "
+                f"{base_task.hash(run.scale)})" + ("; use --scale paper for the protocol itself"
+                                                   if run.scale == "quick" else ""))
+        source = prepare_data(base_task, run.scale, run.data_root, log=log)
+        will_train = getattr(model, "trainable", False) and not run.checkpoint
+        on_rank0(check_data, task, source, train=will_train, deep=run.scale == "quick", log=log)
+        # training clips at the run's scale (quick: the shrunken horizons and resolution)
+        weights = obtain_weights(run, task, model, source, run_dir, device, tcfg=tcfg, given=given, log=log)
+        if run.train_only:
+            return []
+        return _evaluate_and_record(run, base_task, model, weights, source, device, started, tcfg, log)
+
+
+def _evaluate_and_record(run: RunConfig, base_task: Task, model, weights: str, source: DataSource, device,
+                         started: float, tcfg: TrainConfig, log=print) -> list[Path]:
+    from bench.conventions import record_conventions
+    from bench.results import RunRecord, collect_provenance, write_record
+    rank, world = dist_info()
+    task = base_task.at_scale(run.scale)
     entries = [(run.model, model, weights)]
     if run.compare_dummy and run.model != "dummy":
         entries.append(("dummy", get_model_factory("dummy")(task=task, scale=run.scale), "none"))
     paths, rows, evaluated = [], [], []
     for name, m, w in entries:
         t0 = time.time()
-        out = evaluate_model(run, base_task, m, name, w, source, device, log=log)
+        # another model's run directory (the dummy's): wait for whoever evaluates it right now
+        with locked(model_run_dir(run, task, name), wait_s=None, log=log) if name != run.model \
+                else contextlib.nullcontext():
+            out = evaluate_model(run, base_task, m, name, w, source, device, log=log)
         evaluated.append((name, m, w, out, time.time() - (started if name == run.model else t0)))
     if rank == 0:
         _reference_intervals(run, base_task, source, {name: out for name, _, _, out, _ in evaluated}, device, log)
@@ -276,29 +581,35 @@ def run(run: RunConfig, log=print) -> list[Path]:
         if rank != 0:
             continue
         grid = _grid(run, task, out["store"], out["dataset"], name)
-        curve = curve_path(grid) if has_curves(out["metrics"]) else None
+        extra = {"sample_store": in_workdir(run, Path(out["store"])), "world_size": world,
+                 "cost": asdict(m.cost(_clip(task))), **record_conventions(base_task, run.scale, m, device, w)}
+        if w.startswith("trained:"):
+            extra["train"] = config_identity(tcfg)
         record = RunRecord(
             task=task.name, task_spec=base_task.spec(run.scale), task_hash=base_task.hash(run.scale),
-            scale=run.scale, data=source.label, data_root=str(source.root), model=name,
+            scale=run.scale, data=source.label, data_root=str(Path(source.root).absolute()), model=name,
             model_config=m.config() if hasattr(m, "config") else {}, checkpoint=w,
             seeds=list(task.seeds),
             counts={"videos": task.num_videos, "trajectories": task.trajectories,
                     "frames": task.num_frames},
             metrics=out["metrics"], wall_time_s=wall,
-            started=started, finished=time.time(), command=" ".join(sys.argv),
-            extra={"sample_store": out["store"], "grid": str(grid), "world_size": world,
-                   "cost": asdict(m.cost(_clip(task))), **record_conventions(base_task, run.scale, m, device, w),
-                   **({"curve": str(curve)} if curve else {})},
+            started=started, finished=time.time(), command=command_line(), extra=extra,
             **collect_provenance(device))
-        paths.append(write_record(record, Path(run.results) / "runs"))
+        try:
+            path = write_record(record, Path(run.results) / "runs", grid=grid, curve=has_curves(out["metrics"]))
+        finally:
+            grid.unlink(missing_ok=True)  # renamed by write_record unless it failed
+        paths.append(path)
         rows.append(record)
     if rank == 0:
-        for record in rows:  # every model with a record on this task, scale and data, one line each
-            if record.extra.get("curve"):
-                render_task_curves(Path(run.results) / "runs", record)
+        from bench.results import load_record
+        for path in paths:  # every model with a record on this task, scale and data, one line each
+            written = load_record(path)
+            if written.extra.get("curve"):
+                render_task_curves(path.parent, written)
         log(leaderboard_rows(rows))
-        log(f"[run] records: {', '.join(map(str, paths))}; grids next to them; "
-            f"regenerate tables with `python -m bench table`")
+        log(f"[run] records: {', '.join(map(str, paths))}; grids in {Path(run.results) / 'runs' / 'grids'} under "
+            f"the same names; regenerate tables with `python -m bench table`")
     return paths
 
 
@@ -310,8 +621,9 @@ def _clip(task: Task):
 
 
 def _grid(run: RunConfig, task: Task, store: str, dataset, name: str) -> Path:
+    """The grid image in a temporary file; ``write_record`` names it after the record."""
     from bench.grid import grid_for_store
-    path = Path(run.results) / "runs" / "grids" / f"{task.name}__{name}__{run.scale}.png"
+    path = Path(run.results) / "runs" / "grids" / f".pending-{os.getpid()}-{task.name}__{name}__{run.scale}.png"
     return grid_for_store(task, dataset, Path(store), path, model=name, scale=run.scale)
 
 
@@ -332,14 +644,14 @@ def _stored_reference(run: RunConfig, task: Task, source: DataSource, device, lo
     """Scores of the reference model's latest store of this protocol and scale, or (None, why not)."""
     from bench.compare import REFERENCE_MODEL
     from bench.evaluate import score_store
-    run_dir = Path(run.workdir) / f"{task.name}__{run.scale}" / REFERENCE_MODEL
+    run_dir = model_run_dir(run, task.at_scale(run.scale), REFERENCE_MODEL)
     for manifest in sorted(run_dir.glob("samples-*/STORE.json"), key=lambda p: p.stat().st_mtime, reverse=True):
         if json.loads(manifest.read_text()).get("task_hash") == task.hash(run.scale):
             t_task = task.at_scale(run.scale)
-            log(f"[score] {REFERENCE_MODEL} for the intervals: scoring {manifest.parent}")
+            log(f"[score] {REFERENCE_MODEL} for the intervals: scoring {portable_text(str(manifest.parent))}")
             return score_store(t_task, eval_dataset(t_task, source), manifest.parent, device=device,
                                log=lambda _: None), ""
-    return None, (f"no {REFERENCE_MODEL} samples of protocol {task.hash(run.scale)} under {run_dir}: run without "
+    return None, (f"no {REFERENCE_MODEL} samples of protocol {task.hash(run.scale)} in the work dir: run without "
                   f"--no-dummy (or `bench run --model {REFERENCE_MODEL}`) for the interval")
 
 
@@ -381,16 +693,18 @@ def score(run: RunConfig, log=print) -> list[Path]:
     """Recompute the metrics of the latest sample store of (model, task, scale); write a new record."""
     from bench.evaluate import score_store
     from bench.results import RunRecord, collect_provenance, write_record
+    validate(run)
     base_task = get_task(run.task)
     task = base_task.at_scale(run.scale)
-    run_dir = Path(run.workdir) / f"{task.name}__{run.scale}" / run.model
+    check_writable(Path(run.results) / "runs", "results dir (--results)")
+    run_dir = model_run_dir(run, task, run.model)
     stores = sorted(run_dir.glob("samples-*/STORE.json"), key=lambda p: p.stat().st_mtime)
     if not stores:
-        raise SystemExit(f"no sample store under {run_dir}: run `python -m bench run --model {run.model} "
+        raise BenchError(f"no sample store under {run_dir}: run `python -m bench run --model {run.model} "
                          f"--task {run.task} --scale {run.scale}` first")
     manifest = json.loads(stores[-1].read_text())
     if manifest["task_hash"] != base_task.hash(run.scale):
-        raise SystemExit(f"{stores[-1]}: samples were made for protocol hash {manifest['task_hash']}, the task "
+        raise BenchError(f"{stores[-1]}: samples were made for protocol hash {manifest['task_hash']}, the task "
                          f"is now {base_task.hash(run.scale)}; sample again with `bench run`")
     source = prepare_data(base_task, run.scale, run.data_root, log=log)
     device = torch.device(run.device or "cpu")
@@ -400,12 +714,13 @@ def score(run: RunConfig, log=print) -> list[Path]:
     _reference_intervals(run, base_task, source, {run.model: {"metrics": metrics}}, device, log)
     record = RunRecord(
         task=task.name, task_spec=base_task.spec(run.scale), task_hash=base_task.hash(run.scale), scale=run.scale,
-        data=source.label, data_root=str(source.root), model=run.model, model_config=manifest["model_config"],
+        data=source.label, data_root=str(Path(source.root).absolute()), model=run.model,
+        model_config=manifest["model_config"],
         checkpoint=manifest["weights"], seeds=list(task.seeds),
         counts={"videos": task.num_videos, "trajectories": task.trajectories, "frames": task.num_frames},
         metrics=metrics, wall_time_s=time.time() - t0, started=t0, finished=time.time(),
-        command=" ".join(sys.argv), extra={"sample_store": str(stores[-1].parent), "rescored": True,
-                                           "seed_kind": base_task.seed_kind},
+        command=command_line(), extra={"sample_store": in_workdir(run, stores[-1].parent), "rescored": True,
+                                       "seed_kind": base_task.seed_kind},
         **collect_provenance(device))
     path = write_record(record, Path(run.results) / "runs")
     log(leaderboard_rows([record]))

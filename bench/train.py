@@ -7,10 +7,11 @@ The model only has to provide ``training_loss(VideoBatch)``; the loop owns optim
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -20,24 +21,30 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from bench.api import VideoBatch
+from bench.config import identity as config_identity
+from bench.config import validate
+from bench.errors import CheckpointError, ConfigError, one_line
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 8  # global batch (split over processes)
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 100
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0
+    """The shared training recipe. Ranges are in the field metadata (checked by ``bench.config``);
+    fields marked ``identity: False`` do not change the trained weights."""
+
+    steps: int = field(default=1000, metadata={"ge": 1})
+    batch_size: int = field(default=8, metadata={"ge": 1})  # global batch (split over processes)
+    lr: float = field(default=1e-4, metadata={"gt": 0})
+    weight_decay: float = field(default=0.0, metadata={"ge": 0})
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"ge": 0, "lt": 1})
+    warmup_steps: int = field(default=100, metadata={"ge": 0})
+    ema_decay: float = field(default=0.999, metadata={"ge": 0, "le": 1})
+    grad_clip: float = field(default=1.0, metadata={"ge": 0})  # 0: no clipping
     bf16: bool = True  # autocast on CUDA only
-    ckpt_every: int = 200
-    log_every: int = 25
-    seed: int = 0
-    num_workers: int = 0
-    progress: bool = True
+    ckpt_every: int = field(default=200, metadata={"ge": 1, "identity": False})
+    log_every: int = field(default=25, metadata={"ge": 1, "identity": False})
+    seed: int = field(default=0, metadata={"ge": 0})
+    num_workers: int = field(default=0, metadata={"ge": 0})
+    progress: bool = field(default=True, metadata={"identity": False})
 
 
 @dataclass
@@ -122,7 +129,77 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint written by :func:`save_checkpoint` (or any tensor-only file); unreadable files raise
+    :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad files
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({one_line(e)[:200]})") from None
+    return state
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every random stream the harness draws from (torch CPU and CUDA, numpy, ``random``).
+    Call it before building a model: its initial weights are drawn from these streams."""
+    import random
+
+    import numpy as np
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)
+
+
+def canonical(identity: dict) -> str:
+    """The stable text of a training identity (what is stored in checkpoints and compared)."""
+    return json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def identity_diff(have: str | None, want: str) -> str:
+    """Which entries of two canonical identities differ, e.g. ``train.lr: 0.0001 -> 0.0003``."""
+    if have is None:
+        return "the checkpoint stores no training configuration (made by an older version)"
+    a, b = json.loads(have), json.loads(want)
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in (d.items() if isinstance(d, dict) else []):
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+    fa, fb = flat(a), flat(b)
+    diffs = [f"{k}: {fa.get(k, '(unset)')} -> {fb.get(k, '(unset)')}" for k in sorted(set(fa) | set(fb))
+             if fa.get(k) != fb.get(k)]
+    return "; ".join(diffs[:6]) + ("; ..." if len(diffs) > 6 else "") or "(no difference)"
+
+
+def _move_aside(path: Path, reason: str, log) -> None:
+    """Rename an unreadable checkpoint to ``<name>.corrupt-<UTC time>`` (kept for inspection)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    os.replace(path, target)
+    log(f"[train] {reason}; moved it aside to {target} and starting from the previous good state "
+        "(the start of training)")
+
+
+def _load_own(path: Path, rank: int, world: int, log) -> dict | None:
+    """Load a checkpoint this loop wrote; an unreadable one (e.g. truncated by a full disk) is moved
+    aside on rank 0 and None returned, so a rerun does not fail forever."""
+    if not path.exists():
+        return None
+    try:
+        state = load_checkpoint(path)
+        if not isinstance(state, dict) or "step" not in state:
+            raise CheckpointError(f"{path}: holds no training state (no 'step' entry)")
+        error = None
+    except CheckpointError as e:
+        state, error = None, e
+    barrier()
+    if error is not None and rank == 0:
+        _move_aside(path, str(error), log)
+    barrier()
+    return state
 
 
 class _LossModule(nn.Module):
@@ -178,15 +255,24 @@ def optimizer_step(loss_fn, batch: VideoBatch, step: int, opt: torch.optim.Optim
 
 
 def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: Path,
-          device: torch.device | str | None = None, log: Callable[[str], None] = print) -> TrainResult:
+          device: torch.device | str | None = None, log: Callable[[str], None] = print,
+          identity: dict | None = None) -> TrainResult:
     """Train ``model`` (an ``nn.Module`` VideoModel) on ``dataset``; resume from ``out_dir/last.pt``.
 
-    The final EMA weights are loaded into ``model`` and saved to ``out_dir/final.pt``.
+    The final EMA weights are loaded into ``model`` and saved to ``out_dir/final.pt``. ``identity``
+    describes everything the weights depend on (default: the identity fields of ``cfg``); it is
+    stored in every checkpoint, and a ``final.pt`` or ``last.pt`` made with another identity is never
+    reused or resumed (:class:`CheckpointError`). An unreadable checkpoint of this loop is moved aside
+    as ``<name>.corrupt-<time>`` and training restarts. Seed before building ``model``
+    (:func:`seed_everything`): its initial weights are not drawn here.
     """
     rank, world = dist_info()
+    validate(cfg, "train")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
+        raise ConfigError(f"train.batch_size={cfg.batch_size}: expected a multiple of the {world} processes "
+                          f"(torchrun --nproc_per_node); use e.g. train.batch_size={world * max(1, cfg.batch_size // world)}")
+    want = canonical(identity if identity is not None else {"train": config_identity(cfg)})
     torch.manual_seed(cfg.seed + rank)
     model.to(device).train()
     # Only the trainable part is optimised, averaged and checkpointed (not e.g. a frozen autoencoder).
@@ -197,18 +283,22 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: Path,
     out_dir = Path(out_dir)
     last, final = out_dir / "last.pt", out_dir / "final.pt"
     start, losses = 0, []
-    if final.exists():
-        state = load_checkpoint(final)
-        core.load_state_dict(state["ema"])
-        log(f"[train] found finished run {final} ({state['step']} steps); reusing it")
-        return TrainResult(state["step"], list(state.get("losses", [])), final, 0.0, state["step"])
-    if last.exists():
-        state = load_checkpoint(last)
-        core.load_state_dict(state["model"])
-        ema.shadow = state["ema"]
-        opt.load_state_dict(state["opt"])
-        start, losses = state["step"], list(state["losses"])
-        log(f"[train] resuming {last} at step {start}")
+    for path in (final, last):
+        state = _load_own(path, rank, world, log)
+        if state is not None and state.get("identity") != want:
+            raise CheckpointError(
+                f"{path} was trained with another configuration ({identity_diff(state.get('identity'), want)}); "
+                f"it is never reused for this one: move it away (mv {path} {path}.old) or use another --workdir")
+        if state is not None and path == final:
+            core.load_state_dict(state["ema"])
+            log(f"[train] found finished run {final} ({state['step']} steps, same configuration); reusing it")
+            return TrainResult(state["step"], list(state.get("losses", [])), final, 0.0, state["step"])
+        if state is not None:
+            core.load_state_dict(state["model"])
+            ema.shadow = state["ema"]
+            opt.load_state_dict(state["opt"])
+            start, losses = state["step"], list(state["losses"])
+            log(f"[train] resuming {last} at step {start}")
     resumed_from = start
 
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, seed=cfg.seed) if world > 1 else None
@@ -256,13 +346,15 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: Path,
                 rng["cuda_rng"] = _gather(torch.cuda.get_rng_state(device), world)
         if rank == 0 and ((step + 1) % cfg.ckpt_every == 0) and step + 1 < cfg.steps:
             save_checkpoint(last, {"model": core.state_dict(), "ema": ema.shadow, "opt": opt.state_dict(),
-                                   "step": step + 1, "losses": losses, "config": asdict(cfg), **rng})
+                                   "step": step + 1, "losses": losses, "config": asdict(cfg), "identity": want,
+                                   **rng})
         barrier()
     if pbar is not None:
         pbar.close()
     ema.copy_to(core)
     if rank == 0:
-        save_checkpoint(final, {"ema": ema.shadow, "step": cfg.steps, "losses": losses, "config": asdict(cfg)})
+        save_checkpoint(final, {"ema": ema.shadow, "step": cfg.steps, "losses": losses, "config": asdict(cfg),
+                                "identity": want})
         last.unlink(missing_ok=True)
     barrier()
     return TrainResult(cfg.steps, losses, final, time.perf_counter() - t0, resumed_from)

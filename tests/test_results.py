@@ -36,7 +36,8 @@ def test_record_round_trip(tmp_path):
     assert re.fullmatch(r"dmlab_long__far__paper__\d{8}T\d{6}Z\.json", path.name)
     (loaded,) = load_records(tmp_path / "runs")
     assert loaded.extra.pop("record_file") == path.name
-    assert loaded.to_dict() == rec.to_dict()
+    assert loaded.to_dict() == results.portable_record(rec).to_dict()
+    assert loaded.data_root == "<outside>/x"  # no path of the machine it was made on
     assert loaded.started.endswith("+00:00")  # epoch seconds became ISO 8601 UTC
     assert loaded.packages["python"] and "torch" in loaded.packages and loaded.device.startswith("cpu")
     assert set(results.collect_provenance()) == {"git_commit", "git_dirty", "packages", "device"}
@@ -245,3 +246,86 @@ def test_cli_table(tmp_path, capsys):
     md = (out / "ucf101_cond256.md").read_text()
     assert "108 ± 4.2" in md and md.index("FAR-XL") < md.index("FAR-L ") < md.index("CogVideo")
     assert "0.090" in (out / "ucf101_pred_mcvd.md").read_text()  # reported digits kept as printed
+
+
+# ----------------------------------------------------------------------------- reproducible from the repository
+
+def test_grids_are_named_after_their_record_and_never_overwritten(tmp_path):
+    runs = tmp_path / "runs"
+    paths = []
+    for colour in (b"first", b"second"):
+        (runs / "grids").mkdir(parents=True, exist_ok=True)
+        pending = runs / "grids" / ".pending.png"
+        pending.write_bytes(colour)
+        paths.append(write_record(make_record(finished=1_700_000_000.0), runs, grid=pending))
+    a, b = paths
+    assert a != b  # the same task, model, scale and second: two records, two grids
+    for path, colour in zip(paths, (b"first", b"second")):
+        rec = json.loads(path.read_text())
+        assert rec["extra"]["grid"] == f"grids/{path.stem}.png"
+        assert (runs / rec["extra"]["grid"]).read_bytes() == colour
+    assert sorted(p.name for p in (runs / "grids").iterdir()) == sorted(f"{p.stem}.png" for p in paths)
+
+
+def test_records_name_no_path_of_the_machine(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("FARZOO_HOME", str(home))
+    rec = make_record(checkpoint=f"trained:{REPO}/runs/dmlab_long__quick/far/train-abc/final.pt:sha256:0123",
+                      metrics={"fvd": {"unavailable": f"asset 'i3d' not found at {home}/assets/i3d.pt",
+                                       "provide": f"python -m bench assets fetch i3d (or place i3d.pt at "
+                                                  f"{home}/assets/i3d.pt)"}})
+    rec.data_root = str(home / "standins" / "dmlab-quick")
+    rec.command = f"python -m bench run --workdir {REPO}/runs --data-root /opt/elsewhere/dmlab"
+    rec.extra = {**rec.extra, "sample_store": str(REPO / "runs" / "x" / "samples-1")}
+    text = write_record(rec, tmp_path / "runs").read_text()
+    loaded = json.loads(text)
+    assert loaded["data_root"] == "$FARZOO_HOME/standins/dmlab-quick"
+    assert loaded["checkpoint"] == "trained:runs/dmlab_long__quick/far/train-abc/final.pt:sha256:0123"
+    assert loaded["metrics"]["fvd"]["provide"] == ("python -m bench assets fetch i3d (or place i3d.pt at "
+                                                   "$FARZOO_HOME/assets/i3d.pt)")
+    assert loaded["command"] == "python -m bench run --workdir runs --data-root <outside>/dmlab"
+    assert loaded["extra"]["sample_store"] == "runs/x/samples-1"
+    assert loaded["task_spec"] == rec.to_dict()["task_spec"]  # the protocol itself is never rewritten
+    assert str(tmp_path) not in text and str(REPO) not in text
+
+
+def test_table_check_finds_a_missing_record_and_a_stale_table(tmp_path):
+    runs, out = tmp_path / "results" / "runs", tmp_path / "results"
+    write_record(make_record(finished=1_700_000_000.0), runs)
+    second = write_record(make_record(model="other", finished=1_700_000_100.0), runs)
+    render_tables(runs, REFERENCE, out)
+    assert results.check_tables(out, runs, REFERENCE) == []
+    second.unlink()  # a record that was never committed
+    problems = results.check_tables(out, runs, REFERENCE)
+    assert any(p.startswith(f"{out / 'dmlab_long.md'}: differs") for p in problems), problems
+    assert any("README.md: differs" in p for p in problems)
+    render_tables(runs, REFERENCE, out)
+    (out / "dmlab_long.csv").write_text((out / "dmlab_long.csv").read_text() + "edited by hand\n")
+    (out / "old_task.md").write_text("# a task without rows\n")
+    assert sorted(p.split(":")[0] for p in results.check_tables(out, runs, REFERENCE)) == [
+        str(out / "dmlab_long.csv"), str(out / "old_task.md")]
+
+
+def test_committed_results_are_reproduced_byte_for_byte():
+    """`python -m bench table` on a clean checkout rebuilds every committed table and index exactly
+    from the committed records and references; a missing record or a stale table fails here."""
+    problems = results.check_tables(REPO / "results", REPO / "results" / "runs", REPO / "results" / "reference")
+    assert not problems, "\n".join(problems + ["regenerate with `python -m bench table` and commit results/ "
+                                               "(records and grids included)"])
+
+
+_MACHINE_PATH = re.compile(r"(?<![\w.~$:/<-])/(?:tmp|home|root|work|Users|mnt|scratch|var|opt|srv|data)/")
+
+
+def test_committed_results_name_no_path_of_the_machine():
+    """What `bench run` and `bench table` commit (records, tables, index) names no path of the machine
+    it was made on. (The convergence study and the profiles have their own writers.)"""
+    offenders = []
+    owned = [*(REPO / "results").glob("*.*"), *(REPO / "results" / "runs").rglob("*"),
+             *(REPO / "results" / "reference").rglob("*")]
+    for path in sorted(owned):
+        if path.suffix in (".md", ".csv", ".tex", ".json") and path.is_file():
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if _MACHINE_PATH.search(line):
+                    offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()[:120]}")
+    assert not offenders, "\n".join(offenders)

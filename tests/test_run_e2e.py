@@ -39,7 +39,9 @@ def test_dummy_run_writes_record_grid_and_rescores(tmp_path, maze_root, capsys):
     assert rec["data"] == "stand-in" and rec["task_hash"] and rec["git_commit"]
     assert rec["metrics"]["psnr"]["mean"] > 5 and rec["metrics"]["psnr"]["n"] == 1
     assert "python -m bench assets fetch" in rec["metrics"]["fvd"]["provide"]  # never a fake value
-    assert Path(rec["extra"]["grid"]).is_file() and Path(rec["extra"]["curve"]).is_file()
+    (path,) = sorted((tmp_path / "results" / "runs").glob("*.json"))
+    assert rec["extra"]["grid"] == f"grids/{path.stem}.png"  # named after its record, relative to it
+    assert (path.parent / rec["extra"]["grid"]).is_file() and (path.parent / rec["extra"]["curve"]).is_file()
     # seen/new by the stand-in's poses, as the maze's own walk says
     from bench.data.standins import maze
     from bench.registry import get_task
@@ -64,10 +66,9 @@ def test_far_trains_then_one_and_two_processes_agree(tmp_path, maze_root):
     one = tmp_path / "one"
     assert main(_args(one, maze_root, "far", "--no-dummy", *TINY, "train.steps=3", "train.batch_size=2",
                       "train.ckpt_every=2")) == 0
-    ckpt = one / "runs" / "dmlab_long__quick" / "far" / "train" / "final.pt"
-    assert ckpt.is_file()
+    (ckpt,) = (one / "runs" / "dmlab_long__quick" / "far").glob("train-*/final.pt")  # keyed by its configuration
     (rec1,) = _records(one)
-    assert rec1["checkpoint"].startswith("trained:")
+    assert rec1["checkpoint"].startswith(f"trained:<outside>/runs/dmlab_long__quick/far/{ckpt.parent.name}/final.pt:")
     two = tmp_path / "two"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "bench",
            *_args(two, maze_root, "far", "--no-dummy", "--checkpoint", str(ckpt), *TINY)]
@@ -89,7 +90,7 @@ def test_training_data_is_at_the_run_scale(tmp_path, maze_root, monkeypatch):
     from bench.registry import get_task
     seen = {}
 
-    def fake_train(model, dataset, cfg, out, device=None, log=print):
+    def fake_train(model, dataset, cfg, out, device=None, log=print, **kwargs):
         seen["shape"] = tuple(dataset[0]["video"].shape)
         raise SystemExit(0)
     monkeypatch.setattr(bench.run, "train", fake_train)

@@ -25,6 +25,8 @@ import torch
 from torch.utils.data import Dataset
 
 from bench.data import bair, dmlab, greenearthnet, minecraft, ucf101
+from bench.data.check import reading
+from bench.errors import DataError
 from bench.data.video_io import ClipDict, VideoRef
 from bench.recipes import recipe_for
 from bench.tasks import Task
@@ -155,11 +157,12 @@ class ClipDataset(Dataset):
     ``seed`` is the evaluation seed ``refs`` were selected for (None: the task's first seed, as
     ``eval_refs`` takes it). ``for_seed(s)`` gives the clips of seed ``s``: this dataset itself unless
     the task's selection is drawn per seed (``seeded_selection``), then ``eval_refs(task, root, s)``.
+    ``fix`` is the advice a bad file's ``DataError`` gives.
     """
 
     def __init__(self, task: Task, refs: list[tuple[VideoRef, int]], root: str | Path | None = None,
-                 seed: int | None = None):
-        self.task, self.refs, self.root = task, list(refs), root
+                 seed: int | None = None, fix: str | None = None):
+        self.task, self.refs, self.root, self.fix = task, list(refs), root, fix
         self.seed = task.seeds[0] if seed is None else seed
         self.module = dataset_module(task.dataset)
         self._per_seed: dict[int, ClipDataset] = {self.seed: self}
@@ -171,7 +174,7 @@ class ClipDataset(Dataset):
             if self.root is None:
                 raise ValueError(f"ClipDataset({self.task.name}): its clips are drawn per evaluation seed; "
                                  f"seed {seed} needs the dataset root (give root=)")
-            other = ClipDataset(self.task, eval_refs(self.task, self.root, seed), self.root, seed)
+            other = ClipDataset(self.task, eval_refs(self.task, self.root, seed), self.root, seed, self.fix)
             other._per_seed = self._per_seed  # one cache for all seeds
             self._per_seed[seed] = other
         return self._per_seed[seed]
@@ -181,8 +184,9 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> ClipDict:
         ref, start = self.refs[index]
-        return self.module.read_clip(ref, start, self.task.num_frames, self.task.frame_stride,
-                                     self.task.resolution)
+        with reading(ref.path, self.fix):  # a bad file: one DataError line naming it
+            return self.module.read_clip(ref, start, self.task.num_frames, self.task.frame_stride,
+                                         self.task.resolution)
 
     def __repr__(self) -> str:
         seeded = f", seed {self.seed}" if seeded_selection(self.task) else ""
@@ -205,8 +209,9 @@ class TrainClipDataset(Dataset):
     PADDED = ("ucf101", "bair")
 
     def __init__(self, task: Task, refs: list[VideoRef], root: str | Path | None = None,
-                 num_frames: int | None = None, random_crop: bool = True, hflip: bool | None = None):
-        self.task, self.refs, self.root = task, list(refs), root
+                 num_frames: int | None = None, random_crop: bool = True, hflip: bool | None = None,
+                 fix: str | None = None):
+        self.task, self.refs, self.root, self.fix = task, list(refs), root, fix
         self.module = dataset_module(task.dataset)
         self.num_frames = num_frames or task.num_frames
         self.random_crop = random_crop
@@ -222,7 +227,8 @@ class TrainClipDataset(Dataset):
     def _starts(self, index: int) -> range:
         ref = self.refs[index]
         if index not in self._lengths:
-            self._lengths[index] = self.module.count_frames(ref)
+            with reading(ref.path, self.fix):
+                self._lengths[index] = self.module.count_frames(ref)
         total, span = self._lengths[index], (self.num_frames - 1) * self.task.frame_stride
         if self.task.dataset == "greenearthnet":
             starts = range(greenearthnet.FIRST_S2_DAY, total - span, greenearthnet.S2_STEP)
@@ -230,8 +236,8 @@ class TrainClipDataset(Dataset):
             starts = range(0, total - span)
         if len(starts) == 0:
             if self.task.dataset not in self.PADDED:
-                raise ValueError(f"{ref.path}: has {total} frames, too few for a training window of "
-                                 f"{self.num_frames} frames at stride {self.task.frame_stride}")
+                raise DataError(ref.path, "frames", f"has {total} frames, too few for a training window of "
+                                f"{self.num_frames} frames at stride {self.task.frame_stride}", self.fix)
             return range(1)
         return starts
 
@@ -239,8 +245,9 @@ class TrainClipDataset(Dataset):
         starts = self._starts(index)
         start = starts[int(torch.randint(len(starts), ()))]
         position = tuple(torch.rand(2).tolist()) if self.random_crop else None
-        clip = self.module.read_clip(self.refs[index], start, self.num_frames, self.task.frame_stride,
-                                     self.task.resolution, crop_position=position)
+        with reading(self.refs[index].path, self.fix):
+            clip = self.module.read_clip(self.refs[index], start, self.num_frames, self.task.frame_stride,
+                                         self.task.resolution, crop_position=position)
         if self.hflip and float(torch.rand(())) < 0.5:
             clip["video"] = clip["video"].flip(-1)
         return clip

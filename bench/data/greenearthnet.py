@@ -47,6 +47,7 @@ import torch
 import xarray as xr
 
 from bench.data.video_io import ClipDict, VideoRef, resize_crop, window
+from bench.errors import DataError
 
 NAME = "greenearthnet"
 FIRST_S2_DAY, S2_STEP = 4, 5
@@ -91,12 +92,26 @@ def _variable(cube: xr.Dataset, path: Path, name: str, dims: tuple[str, ...],
     if name not in cube.data_vars and fallback in cube.data_vars:
         name = fallback
     if name not in cube.data_vars:
-        raise ValueError(f"{path}: no variable {name!r}" + (f" (nor {fallback!r})" if fallback else "")
-                         + f"; a GreenEarthNet minicube needs it with dims {dims}")
+        raise DataError(path, f"variable {name!r}", "missing" + (f" (nor {fallback!r})" if fallback else "")
+                        + f"; a GreenEarthNet minicube needs it with dims {dims}")
     var = cube[name]
     if var.dims != dims:
-        raise ValueError(f"{path}: variable {name!r} has dims {var.dims}, expected {dims}")
+        raise DataError(path, f"variable {name!r}", f"has dims {var.dims}, expected {dims}")
     return var
+
+
+def check_cube(path: Path) -> None:
+    """The cube opens and holds every variable ``read_clip`` reads, with the right dimensions (a
+    metadata check: no pixel is read)."""
+    with open_cube(path) as cube:
+        cube_dims = ("time", "lat", "lon")
+        for name in BANDS + ("s2_SCL",):
+            _variable(cube, path, name, cube_dims)
+        _variable(cube, path, "s2_dlmask", cube_dims, fallback="s2_mask")
+        for v in EOBS:
+            _variable(cube, path, f"eobs_{v}", ("time",))
+        for name, _ in STATIC:
+            _variable(cube, path, name, ("lat", "lon"), fallback="srtm_dem" if name == "nasa_dem" else None)
 
 
 def count_frames(ref: VideoRef) -> int:

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from bench.errors import DataError
 
 # ----------------------------------------------------------------------------- shared types
 
@@ -264,14 +267,20 @@ def load_npz(path: Path, required: Sequence[str], what: str) -> dict[str, np.nda
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise ValueError(f"it holds a single {type(archive).__name__}, not named arrays")
-        with archive:
-            arrays = {k: archive[k] for k in archive.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a readable npz archive ({e})") from e
+        raise DataError(path, None, f"not a readable npz archive ({e})") from None
+    arrays = {}
+    with archive:
+        for key in archive.files:
+            try:  # each member is decompressed (and CRC-checked) here: corrupt bytes surface per array
+                arrays[key] = archive[key]
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+                raise DataError(path, f"array {key!r}", f"cannot be read, corrupt or truncated "
+                                f"({type(e).__name__}: {' '.join(str(e).split())})") from None
     for key in required:
         if key not in arrays:
-            raise ValueError(f"{path}: no array {key!r} (the archive holds {sorted(arrays)}); a {what} needs "
-                             f"{list(required)}")
+            raise DataError(path, f"array {key!r}", f"missing (the archive holds {sorted(arrays)}); a {what} needs "
+                            f"{list(required)}")
     return arrays
 
 

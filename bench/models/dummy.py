@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from bench.api import Clip, Cost, Prompt, VideoBatch
+from bench.errors import ConfigError
 
 
 class RepeatLastFrame:
@@ -15,8 +16,10 @@ class RepeatLastFrame:
     conditions = frozenset({"label", "action", "covariates"})  # accepted and ignored
     trainable = False
 
-    def __init__(self, **_: object):
-        pass
+    def __init__(self, task: object = None, scale: object = None, **options: object):
+        if options:  # nothing to configure: an option here is a mistake, not something to ignore
+            raise ConfigError(f"unknown option(s) {', '.join(f'model.{k}' for k in sorted(options))}: the dummy "
+                              "model has no options")
 
     def training_loss(self, batch: VideoBatch) -> tuple[Tensor, dict[str, Tensor]]:
         zero = batch.video.new_zeros(())

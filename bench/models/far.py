@@ -9,13 +9,14 @@ with only the short-term window (no long-term context), as a config of the same 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from bench.api import Clip, Cost, Prompt, VideoBatch
+from bench.config import apply_options
 from bench.recipes import recipe_for
 from bench.tasks import Part, Task
 from far.autoencoder import build_codec
@@ -64,31 +65,32 @@ def quick_unshuffle(resolution: int) -> int:
 @dataclass
 class FARModelConfig:
     preset: str | None = None  # official preset, or None for the explicit architecture below
-    num_layers: int = 4
-    num_heads: int = 4
-    head_dim: int = 64
-    patch_size: int = 1
+    num_layers: int = field(default=4, metadata={"ge": 1})
+    num_heads: int = field(default=4, metadata={"ge": 1})
+    head_dim: int = field(default=64, metadata={"ge": 1})
+    patch_size: int = field(default=1, metadata={"ge": 1})
     long_context: bool = True
-    context_patch_size: int = 4
-    short_term_ctx_winsize: int = 8
-    condition: str = "none"
-    num_classes: int = 0
+    context_patch_size: int = field(default=4, metadata={"ge": 1})
+    short_term_ctx_winsize: int = field(default=8, metadata={"ge": 1})
+    condition: str = field(default="none", metadata={"choices": ("none", "label", "action")})
+    num_classes: int = field(default=0, metadata={"ge": 0})
     codec: str = "unshuffle8"  # "dcae-8x" | "dcae-16x" | "dcae-32x" | "unshuffle<r>"
     vae_weights: str | None = None
     official_weights: str | None = None  # asset names of the released transformer and DC-AE
     official_vae: str | None = None
     checkpoint: str | None = None
-    num_steps: int = 50
-    guidance_scale: float = 1.0
-    use_cache: bool = True
-    drop_conditions: bool = False
-    clean_context_ratio: float = 0.1
-    condition_dropout: float = 0.1
-    attention_backend: str = "sdpa"
+    # sampling knobs (identity False: they do not change what training produces)
+    num_steps: int = field(default=50, metadata={"ge": 1, "identity": False})
+    guidance_scale: float = field(default=1.0, metadata={"ge": 0, "identity": False})
+    use_cache: bool = field(default=True, metadata={"identity": False})
+    drop_conditions: bool = field(default=False, metadata={"identity": False})
+    clean_context_ratio: float = field(default=0.1, metadata={"ge": 0, "le": 1})
+    condition_dropout: float = field(default=0.1, metadata={"ge": 0, "le": 1})
+    attention_backend: str = field(default="sdpa", metadata={"choices": ("sdpa", "flex", "triton")})
     gradient_checkpointing: bool = False
     # FAR-Long training clips: "random" (official: random length and start) or "full" (the whole
     # clip, as the profiler needs for a fixed sequence length)
-    long_clip: str = "random"
+    long_clip: str = field(default="random", metadata={"choices": ("random", "full")})
     # The paper's sliding-window ablation: train on window-length clips and generate each chunk of
     # window // 2 frames from only the last window - window // 2 frames (no long-term context).
     sliding_window: bool = False
@@ -319,10 +321,10 @@ class FARVideoModel(nn.Module):
                     notes=f"codec {self.model_config.codec} (not counted)")
 
 
+def far_config(variant: str, task: Task, scale: str, **overrides) -> FARModelConfig:
+    """The scale's default config with ``model.<field>=`` overrides; names, types and ranges checked."""
+    return apply_options(default_config(variant, task, scale), overrides, "model")
+
+
 def build_far_model(variant: str, task: Task, scale: str, **overrides) -> FARVideoModel:
-    cfg = default_config(variant, task, scale)
-    unknown = set(overrides) - set(asdict(cfg))
-    if unknown:
-        raise ValueError(f"unknown FAR model option(s) {sorted(unknown)}; valid: {sorted(asdict(cfg))}")
-    cfg = replace(cfg, **overrides)
-    return FARVideoModel(cfg, name=variant)
+    return FARVideoModel(far_config(variant, task, scale, **overrides), name=variant)

@@ -13,7 +13,7 @@ Because the tokenizer is trained here, it is part of ``trainable_module()`` and 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +23,7 @@ from baselines.token_ar import (PRESETS, ARSamplerConfig, TokenAR, TokenARConfig
                                 sampling_cost, token_ar_loss, training_flops)
 from baselines.video_dit import resolve_stride, rope_axes, sliding_windows
 from bench.api import Clip, Cost, Prompt, VideoBatch
+from bench.config import apply_options
 from bench.models.far import conditioning
 from bench.tasks import Part, Task
 
@@ -32,22 +33,25 @@ PAPER_PRESET = {"ucf101": "TokenAR-L", "minecraft": "TokenAR-M"}  # else TokenAR
 @dataclass
 class TokenARModelConfig:
     preset: str | None = None  # a baselines.token_ar preset, or None for the explicit architecture
-    num_layers: int = 4
-    num_heads: int = 4
-    head_dim: int = 64
-    max_frames: int = 16  # frames in the context window (training crop, cache size)
-    condition: str = "none"
-    num_classes: int = 0
-    condition_mode: str = "frame"  # "prefix" | "frame"
+    num_layers: int = field(default=4, metadata={"ge": 1})
+    num_heads: int = field(default=4, metadata={"ge": 1})
+    head_dim: int = field(default=64, metadata={"ge": 1})
+    max_frames: int = field(default=16, metadata={"ge": 1})  # frames in the context window (training crop, cache size)
+    condition: str = field(default="none", metadata={"choices": ("none", "label", "action")})
+    num_classes: int = field(default=0, metadata={"ge": 0})
+    condition_mode: str = field(default="frame", metadata={"choices": ("prefix", "frame")})
     tokenizer: str = "FSQ-8x-small"  # a baselines.vq preset
-    tokenizer_steps: int = 200  # training steps spent on the tokenizer before the transformer
-    tokenizer_frames: int = 2  # frames per clip the tokenizer trains on
-    temperature: float = 1.0  # 0 = greedy
-    top_k: int | None = None
-    guidance_scale: float = 1.0
-    stride: int | None = None  # frames added per window past max_frames (None: max_frames // 2)
-    drop_conditions: bool = False
-    condition_dropout: float = 0.1
+    # training steps spent on the tokenizer before the transformer
+    tokenizer_steps: int = field(default=200, metadata={"ge": 0})
+    tokenizer_frames: int = field(default=2, metadata={"ge": 1})  # frames per clip the tokenizer trains on
+    # sampling knobs (identity False: they do not change what training produces)
+    temperature: float = field(default=1.0, metadata={"ge": 0, "identity": False})  # 0 = greedy
+    top_k: int | None = field(default=None, metadata={"ge": 1, "identity": False})
+    guidance_scale: float = field(default=1.0, metadata={"ge": 0, "identity": False})
+    # frames added per window past max_frames (None: max_frames // 2)
+    stride: int | None = field(default=None, metadata={"ge": 1, "identity": False})
+    drop_conditions: bool = field(default=False, metadata={"identity": False})
+    condition_dropout: float = field(default=0.1, metadata={"ge": 0, "le": 1})
 
 
 def default_config(task: Task, scale: str) -> TokenARModelConfig:
@@ -182,10 +186,11 @@ class TokenARVideoModel(nn.Module):
                           f"{3 * (enc + dec):.3g} FLOPs/frame); static KV cache for {cfg.max_frames} frames")
 
 
+def token_ar_config(task: Task, scale: str, **overrides) -> TokenARModelConfig:
+    """The scale's default config with ``model.<field>=`` overrides; names, types and ranges checked."""
+    return apply_options(default_config(task, scale), overrides, "model")
+
+
 def build_token_ar_model(task: Task, scale: str, **overrides) -> TokenARVideoModel:
     """The registry factory: ``build_token_ar_model(task, scale, key=value, ...)``."""
-    cfg = default_config(task, scale)
-    unknown = set(overrides) - set(asdict(cfg))
-    if unknown:
-        raise ValueError(f"unknown token_ar option(s) {sorted(unknown)}; valid: {sorted(asdict(cfg))}")
-    return TokenARVideoModel(replace(cfg, **overrides), resolution=task.at_scale(scale).resolution)
+    return TokenARVideoModel(token_ar_config(task, scale, **overrides), resolution=task.at_scale(scale).resolution)

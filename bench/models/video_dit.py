@@ -9,7 +9,7 @@ a small model that trains on the CPU.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +18,7 @@ from baselines.video_dit import (PRESETS, DiTLossConfig, DiTSamplerConfig, Video
                                  count_parameters, resolve_stride, rope_axes, sample_video, sampling_cost,
                                  sliding_windows, training_flops, video_dit_loss)
 from bench.api import Clip, Cost, Prompt, VideoBatch
+from bench.config import apply_options
 from bench.models.far import OTHER, PAPER, conditioning, quick_unshuffle
 from bench.tasks import Part, Task
 from far.autoencoder import build_codec
@@ -30,22 +31,25 @@ VARIANTS: dict[str, dict[str, object]] = {"video_dit": {}, "video_dit_alt": {"at
 @dataclass
 class VideoDiTModelConfig:
     preset: str | None = None  # a baselines.video_dit preset, or None for the explicit architecture
-    num_layers: int = 4
-    num_heads: int = 4
-    head_dim: int = 64  # RoPE axes split as FAR's (16, 24, 24) for 64
-    patch_size: int = 1
-    attention: str = "joint"  # "joint" | "alternating" (Latte's spatial/temporal blocks)
-    window: int = 16  # frames denoised together; training clips are cropped to it
-    stride: int | None = None  # new frames per window when sampling past the window (None: window // 2)
-    condition: str = "none"
-    num_classes: int = 0
+    num_layers: int = field(default=4, metadata={"ge": 1})
+    num_heads: int = field(default=4, metadata={"ge": 1})
+    head_dim: int = field(default=64, metadata={"ge": 1})  # RoPE axes split as FAR's (16, 24, 24) for 64
+    patch_size: int = field(default=1, metadata={"ge": 1})
+    # Latte's joint or spatial/temporal ("alternating") blocks
+    attention: str = field(default="joint", metadata={"choices": ("joint", "alternating")})
+    window: int = field(default=16, metadata={"ge": 1})  # frames denoised together; training clips are cropped to it
+    # new frames per window when sampling past the window (None: window // 2); sampling only
+    stride: int | None = field(default=None, metadata={"ge": 1, "identity": False})
+    condition: str = field(default="none", metadata={"choices": ("none", "label", "action")})
+    num_classes: int = field(default=0, metadata={"ge": 0})
     codec: str = "unshuffle8"  # "dcae-8x" | "dcae-16x" | "dcae-32x" | "unshuffle<r>"
     vae_weights: str | None = None
-    num_steps: int = 50
-    guidance_scale: float = 1.0
-    drop_conditions: bool = False
-    context_prob: float = 0.5  # training clips with a clean context prefix
-    condition_dropout: float = 0.1
+    # sampling knobs (identity False: they do not change what training produces)
+    num_steps: int = field(default=50, metadata={"ge": 1, "identity": False})
+    guidance_scale: float = field(default=1.0, metadata={"ge": 0, "identity": False})
+    drop_conditions: bool = field(default=False, metadata={"identity": False})
+    context_prob: float = field(default=0.5, metadata={"ge": 0, "le": 1})  # training clips with a clean context prefix
+    condition_dropout: float = field(default=0.1, metadata={"ge": 0, "le": 1})
 
 
 def default_config(task: Task, scale: str) -> VideoDiTModelConfig:
@@ -159,12 +163,13 @@ class VideoDiTVideoModel(nn.Module):
                           f"<= {cfg.window} frames, stride {self.sampler.stride}; trains on {cfg.window}-frame crops")
 
 
-def build_video_dit_model(task: Task, scale: str, *, variant: str = "video_dit", **overrides) -> VideoDiTVideoModel:
-    """The registry factory: ``build_video_dit_model(task, scale, key=value, ...)``."""
+def video_dit_config(task: Task, scale: str, *, variant: str = "video_dit", **overrides) -> VideoDiTModelConfig:
+    """The variant's default config with ``model.<field>=`` overrides; names, types and ranges checked."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown video_dit variant {variant!r}; valid: {sorted(VARIANTS)}")
-    cfg = replace(default_config(task, scale), **VARIANTS[variant])
-    unknown = set(overrides) - set(asdict(cfg))
-    if unknown:
-        raise ValueError(f"unknown {variant} option(s) {sorted(unknown)}; valid: {sorted(asdict(cfg))}")
-    return VideoDiTVideoModel(replace(cfg, **overrides), name=variant)
+    return apply_options(replace(default_config(task, scale), **VARIANTS[variant]), overrides, "model")
+
+
+def build_video_dit_model(task: Task, scale: str, *, variant: str = "video_dit", **overrides) -> VideoDiTVideoModel:
+    """The registry factory: ``build_video_dit_model(task, scale, key=value, ...)``."""
+    return VideoDiTVideoModel(video_dit_config(task, scale, variant=variant, **overrides), name=variant)
