@@ -6,7 +6,8 @@ record of a model trained here. These change only models trained here, never the
 
 Every official config: AdamW (lr 1e-4, betas 0.9/0.999, no weight decay), EMA 0.9999, gradient
 clipping 1.0, ``constant_with_warmup`` schedule, batch 4 per GPU x 8 GPUs = 32 (the ``bs32`` of the
-file names). What differs per dataset is below.
+file names). What differs per dataset is below. BAIR has one model for both of its protocols, trained
+on 30-frame clips (``n_frames: 30``), so ``bair_pred14`` trains on 30 frames too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class Recipe:
     batch_size: int = 32
     lr: float = 1e-4
     ema_decay: float = 0.9999
+    schedule: str = "constant"  # lr_scheduler: constant_with_warmup (bench.train.lr_at)
+    clip_frames: int | None = None  # training clip length when it differs from the evaluated clip's
 
     def as_record(self) -> dict:
         return asdict(self)
@@ -43,7 +46,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
         steps=200_000, warmup_steps=0, hflip=True),
     ("bair", "prediction"): Recipe(
         TRAIN_CONFIGS + "short_video_prediction/FAR_B_bair_res64_200K_bs32.yml",
-        steps=200_000, warmup_steps=0, short_term_ctx_winsize=30),
+        steps=200_000, warmup_steps=0, short_term_ctx_winsize=30, clip_frames=30),
     ("dmlab", "prediction"): Recipe(
         TRAIN_CONFIGS + "long_video_prediction/FAR_B_Long_dmlab_res64_400K_bs32.yml (total_iter 1000000 "
         "despite the file name; its name field says 1000K)", steps=1_000_000, warmup_steps=10_000),

@@ -84,7 +84,7 @@ def default_train_config(task: Task, scale: str) -> TrainConfig:
     from bench.recipes import recipe_for
     r = recipe_for(task)
     return TrainConfig(steps=r.steps, batch_size=r.batch_size, lr=r.lr, warmup_steps=r.warmup_steps,
-                       ema_decay=r.ema_decay, ckpt_every=5000)
+                       ema_decay=r.ema_decay, schedule=r.schedule, ckpt_every=5000)
 
 
 # ----------------------------------------------------------------------------- options and places
@@ -196,10 +196,19 @@ def eval_dataset(task: Task, source: DataSource):
     return ClipDataset(task, eval_refs(task, source.root), source.root, fix=source.fix)
 
 
-def train_dataset(task: Task, source: DataSource):
+def train_frames(task: Task, scale: str) -> int:
+    """Frames per training clip: the evaluated clip's, unless the paper-scale recipe trains on longer
+    clips (BAIR: one model on 30 frames serves both BAIR protocols)."""
+    if scale == "paper":
+        from bench.recipes import recipe_for
+        return recipe_for(task).clip_frames or task.num_frames
+    return task.num_frames
+
+
+def train_dataset(task: Task, source: DataSource, scale: str = "quick"):
     from bench.data import TrainClipDataset, train_refs
-    return TrainClipDataset(task, train_refs(task, source.root), source.root, num_frames=task.num_frames,
-                            fix=source.fix)
+    return TrainClipDataset(task, train_refs(task, source.root), source.root,
+                            num_frames=train_frames(task, scale), fix=source.fix)
 
 
 def data_identity(task: Task, source: DataSource) -> dict:
@@ -223,11 +232,11 @@ def data_identity(task: Task, source: DataSource) -> dict:
 # ----------------------------------------------------------------------------- model and weights
 
 def sha256_file(path: Path, prefix: int | None = None) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:prefix] if prefix else h.hexdigest()
+    """sha256 of a weights file, hashed once per (path, size, mtime, ...) through the asset store's cache
+    (a file the official loader already verified is not read a second time)."""
+    from bench.assets import file_sha256
+    digest = file_sha256(path)
+    return digest[:prefix] if prefix else digest
 
 
 def load_weights(model, path: Path) -> str:
@@ -261,10 +270,14 @@ def load_weights(model, path: Path) -> str:
     return sha256_file(path)
 
 
-def identity(run: RunConfig, model, weights: str) -> str:
-    """A short hash of everything that determines the samples (model config and weights)."""
-    blob = json.dumps({"model": run.model, "config": model.config(), "weights": weights}, sort_keys=True,
-                      default=str)
+def identity(run: RunConfig, model, weights: str, device=None) -> str:
+    """A short hash of everything that determines the samples: model config, weights and the precision
+    sampling actually runs in on ``device`` (a store sampled in fp32 on a CPU is not resumed in bf16 on
+    a GPU)."""
+    what = {"model": run.model, "config": model.config(), "weights": weights}
+    if hasattr(model, "sampling_precision"):
+        what["precision"] = model.sampling_precision(device)
+    blob = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -318,7 +331,7 @@ def obtain_weights(run: RunConfig, task: Task, model, source: DataSource, run_di
         _write_json(out / "TRAIN.json", ident)  # what this directory's checkpoints were trained with
     log(f"[train] {run.model} on {task.name} ({source.label} data), {cfg.steps} steps at batch {cfg.batch_size} "
         f"into {out}")
-    result = train(model, train_dataset(task, source), cfg, out, device=device, log=log, identity=ident)
+    result = train(model, train_dataset(task, source, run.scale), cfg, out, device=device, log=log, identity=ident)
     if result.losses:
         k = max(1, len(result.losses) // 10)
         first, last = sum(result.losses[:k]) / k, sum(result.losses[-k:]) / k
@@ -468,7 +481,7 @@ def evaluate_model(run: RunConfig, task: Task, model, name: str, weights: str, s
     rank, world = dist_info()
     t_task = task.at_scale(run.scale)
     run_dir = model_run_dir(run, t_task, name)
-    ident = identity(replace(run, model=name), model, weights)
+    ident = identity(replace(run, model=name), model, weights, device)
     config = json.loads(json.dumps(model.config() if hasattr(model, "config") else {}, default=str))
     store = _store(run_dir, ident, t_task, run.scale, replace(run, model=name), weights, config)
     dataset = eval_dataset(t_task, source)

@@ -37,6 +37,9 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata={"ge": 0})
     betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"ge": 0, "lt": 1})
     warmup_steps: int = field(default=100, metadata={"ge": 0})
+    # after the linear warm-up: "constant" (the official FAR configs' constant_with_warmup) or "cosine"
+    # decay to 10% of the peak at ``steps``
+    schedule: str = field(default="cosine", metadata={"choices": ("cosine", "constant")})
     ema_decay: float = field(default=0.999, metadata={"ge": 0, "le": 1})
     grad_clip: float = field(default=1.0, metadata={"ge": 0})  # 0: no clipping
     bf16: bool = True  # autocast on CUDA only
@@ -110,9 +113,11 @@ class EMA:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up then cosine decay to 10% of the peak."""
+    """Linear warm-up, then the peak (``schedule="constant"``) or a cosine decay to 10% of it."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 

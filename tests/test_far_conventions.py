@@ -420,3 +420,39 @@ def test_task_notes_state_what_stays_different_by_design():
         assert "stored losslessly" in task.notes and "own seed" in task.notes, name
         if name in FAR_PROTOCOL:
             assert "lossy mp4" in task.notes and "floor" in task.notes and "seed + rank" in task.notes, name
+
+
+def test_paper_recipes_keep_the_learning_rate_constant_after_warmup_as_the_official_configs():
+    """Every official train config uses ``constant_with_warmup``; the harness's cosine decay is only for
+    quick runs."""
+    from bench.train import TrainConfig, lr_at
+    for name in ("bair_pred", "ucf101_pred", "dmlab_long", "ucf101_cond128"):
+        cfg = default_train_config(TASKS[name], "paper")
+        assert cfg.schedule == "constant", name
+        late = [lr_at(s, cfg) for s in (cfg.warmup_steps, cfg.steps // 2, cfg.steps - 1)]
+        assert late == [cfg.lr] * 3, (name, late)
+    cosine = TrainConfig(steps=100, lr=1.0, warmup_steps=0, schedule="cosine")
+    assert lr_at(99, cosine) < 0.2 and lr_at(0, cosine) == pytest.approx(1.0)
+    warm = TrainConfig(steps=100, lr=1.0, warmup_steps=10, schedule="constant")
+    assert lr_at(4, warm) == pytest.approx(0.5) and lr_at(50, warm) == 1.0
+
+
+def test_bair_trains_one_model_on_30_frames_for_both_protocols():
+    """FAR's BAIR train config has n_frames 30; the 2 -> 14 test config evaluates that same model."""
+    from bench.run import train_frames
+    assert train_frames(TASKS["bair_pred14"], "paper") == 30 == train_frames(TASKS["bair_pred"], "paper")
+    assert TASKS["bair_pred14"].num_frames == 16
+    quick = TASKS["bair_pred14"].at_scale("quick")
+    assert train_frames(quick, "quick") == quick.num_frames
+    assert train_frames(TASKS["ucf101_pred"], "paper") == 16
+
+
+def test_sample_store_identity_includes_the_precision_sampling_runs_in():
+    """A store sampled in fp32 on a CPU must not be resumed by bf16 sampling on a GPU (or the reverse)."""
+    from bench.run import RunConfig, identity
+    task = TASKS["dmlab_long"].at_scale("quick")
+    model = build_far_model("far", task, "quick", num_layers=1)
+    run = RunConfig(model="far", task="dmlab_long")
+    cpu = identity(run, model, "w", torch.device("cpu"))
+    assert cpu == identity(run, model, "w", torch.device("cpu"))
+    assert cpu != identity(run, model, "w", torch.device("cuda"))
