@@ -62,7 +62,7 @@ from bench.paths import portable
 from bench.registry import get_model_factory, get_task
 from bench.run import DataSource, eval_dataset, prepare_data, train_dataset
 from bench.tasks import Metric, Task
-from bench.train import EMA, TrainConfig, _batches, _to, collate, optimizer_step
+from bench.train import EMA, TrainConfig, _batches, _to, collate, make_optimizer, optimizer_step
 from far.flow import (CLEAN_TIMESTEP, NUM_TRAIN_TIMESTEPS, add_noise, sample_train_indices, train_sigmas,
                       velocity_target)
 from far.model import count_parameters
@@ -254,7 +254,7 @@ def train_with_evals(model, dataset: Dataset, cfg: TrainConfig, eval_steps: set[
     model.to(device).train()
     core = model.trainable_module()
     params = [p for p in core.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(params, cfg)
     ema = EMA(core, cfg.ema_decay)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate, drop_last=True,
                         num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
