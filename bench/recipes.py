@@ -70,3 +70,23 @@ def recipe_for(task: Task) -> Recipe:
         raise KeyError(f"no training recipe for dataset {task.dataset!r} ({key[1]}) in bench.recipes.RECIPES; "
                        f"known: {sorted(RECIPES)}")
     return RECIPES[key]
+
+
+# ----------------------------------------------------------------------------- quick scale
+
+# ``quick`` runs on a CPU. The default: a few minutes. The long-context stand-ins get the recipe the
+# project's shipped quick FAR-Long was trained with (``bench.pretrained``): long clips (the protocol's
+# 144 context frames plus predictions), a larger batch and more steps, hours on a 2-core CPU, which is
+# why ``bench run`` samples the shipped weights unless told to train (``--from-scratch``).
+QUICK_DEFAULT = dict(steps=600, batch_size=4, lr=1e-3, warmup_steps=50, ema_decay=0.995, schedule="cosine",
+                     ckpt_every=100, log_every=10)
+QUICK_RECIPES: dict[str, dict] = {
+    "dmlab": dict(QUICK_DEFAULT, steps=5000, batch_size=8, warmup_steps=200, ema_decay=0.999, ckpt_every=250),
+    "minecraft": dict(QUICK_DEFAULT, steps=5000, batch_size=8, warmup_steps=200, ema_decay=0.999, ckpt_every=250),
+}
+
+
+def quick_recipe(task: Task):
+    """The ``TrainConfig`` of a quick-scale run of ``task``."""
+    from bench.train import TrainConfig
+    return TrainConfig(**QUICK_RECIPES.get(task.dataset, QUICK_DEFAULT))

@@ -69,7 +69,7 @@ class RunConfig:
 
 # How big a stand-in is written, per scale: (training videos, at least this many eval videos).
 # UCF-101's test list holds 10x the eval count (FAR evaluates every 10th clip).
-STANDIN_SIZE = {"quick": {"dmlab": (48, 16), "minecraft": (32, 16), "ucf101": (101, 16), "bair": (64, 8),
+STANDIN_SIZE = {"quick": {"dmlab": (128, 16), "minecraft": (32, 16), "ucf101": (101, 16), "bair": (64, 8),
                           "greenearthnet": (16, 4)},
                 "paper": {"dmlab": (4000, 256), "minecraft": (2000, 256), "ucf101": (2020, 256),
                           "bair": (2000, 256), "greenearthnet": (400, 64)}}
@@ -79,8 +79,8 @@ def default_train_config(task: Task, scale: str) -> TrainConfig:
     """``quick``: a few minutes on a 2-core CPU. ``paper``: the official FAR train config of the task's
     dataset (``bench.recipes.RECIPES``: steps, warm-up, batch, learning rate, EMA; expect days on GPUs)."""
     if scale == "quick":
-        return TrainConfig(steps=600, batch_size=4, lr=1e-3, warmup_steps=50, ema_decay=0.995,
-                           ckpt_every=100, log_every=10)
+        from bench.recipes import quick_recipe
+        return quick_recipe(task)
     from bench.recipes import recipe_for
     r = recipe_for(task)
     return TrainConfig(steps=r.steps, batch_size=r.batch_size, lr=r.lr, warmup_steps=r.warmup_steps,
@@ -289,9 +289,18 @@ def training_identity(run: RunConfig, task: Task, model, tcfg: TrainConfig, sour
     cfg = getattr(model, "model_config", None)
     model_cfg = config_identity(cfg) if cfg is not None and is_dataclass(cfg) else \
         (model.config() if hasattr(model, "config") else {})
-    return {"train": config_identity(tcfg), "model": run.model, "model_config": model_cfg, "task": task.name,
-            "task_hash": get_task(task.name).hash(run.scale), "scale": run.scale,
-            "data": data_identity(task, source), "processes": world}
+    return {"train": config_identity(tcfg), "model": run.model, "model_config": model_cfg,
+            "task": training_task(task, run.scale), "scale": run.scale, "data": data_identity(task, source),
+            "processes": world}
+
+
+def training_task(task: Task, scale: str) -> dict:
+    """What of a task the training clips depend on (not its evaluation: a metric convention or the
+    number of evaluated videos does not make trained weights stale): the dataset, split, resolution,
+    stride, clip length and conditioning, at ``scale``."""
+    return {"name": task.name, "dataset": task.dataset, "train_split": task.train_split,
+            "resolution": task.resolution, "frame_stride": task.frame_stride,
+            "clip_frames": train_frames(task, scale), "conditions": [p.condition for p in task.parts]}
 
 
 def train_dir(run_dir: Path, ident: dict) -> Path:
