@@ -125,7 +125,7 @@ def _run_verb(verb: str, argv: list[str]) -> int:
     if args.multirun:
         sweep_items = set(args.overrides)
         base = [a for a in argv if a not in sweep_items and a not in ("-m", "--multirun")]
-        return run_sweep(files, flags, cells, verb, [verb, *base], log=print)
+        return run_sweep(files, flags, cells, verb, [verb, *base], log=print if _rank() == 0 else lambda _: None)
     composed = compose_run(files, [*flags, *parse_overrides(args.overrides)], train_only=verb == "train")
     if _rank() == 0:
         for note in composed.notes:

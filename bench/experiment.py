@@ -381,8 +381,11 @@ def _summary(cells: list[Cell], planned: list[list[str]], log) -> None:
 def print_documents(files: list[Setting], flags: list[Setting], cells: list[list[str]], multirun: bool,
                     train_only: bool = False) -> int:
     """``--cfg job``: the resolved config of the run (of every cell with ``-m``), as YAML."""
+    import sys
     for i, overrides in enumerate(cells, 1):
         composed = compose_run(files, [*flags, *parse_overrides(overrides)], train_only=train_only)
+        for note in composed.notes:
+            print(f"[config] {note}", file=sys.stderr)
         if multirun:
             print(f"# cell {i}/{len(cells)}: {' '.join(overrides) or '(no overrides)'} (config {composed.hash})")
         print(to_yaml(composed.document), end="" if multirun is False else "\n")
