@@ -311,6 +311,7 @@ def run_sweep(files: list[Setting], flags: list[Setting], cells: list[list[str]]
         cell = Cell(i, label.split() if label != "(the only cell)" else [])
         done.append(cell)
         t0 = time.time()
+        composed = None
         try:
             composed = compose_run(files, [*flags, *parse_overrides(overrides)], train_only=verb == "train")
             for note in composed.notes:
@@ -335,7 +336,7 @@ def run_sweep(files: list[Setting], flags: list[Setting], cells: list[list[str]]
         except BenchError as e:
             cell.status, cell.detail = "failed", f"error: {one_line(e)}"
         except Exception as e:  # a bug in one cell: the others still run; its traceback is kept
-            trace = _keep_traceback(e, locals().get("composed"))
+            trace = _keep_traceback(e, composed)
             cell.status, cell.detail = "failed", f"{type(e).__name__}: {one_line(e)[:300]} (traceback: {trace})"
         finally:
             cell.seconds = time.time() - t0
@@ -350,14 +351,15 @@ def run_sweep(files: list[Setting], flags: list[Setting], cells: list[list[str]]
 
 
 def _keep_traceback(error: BaseException, composed: Composed | None) -> str:
-    """The traceback of an unexpected failure, in the cell's run directory (else the work dir)."""
+    """The traceback of an unexpected failure, in the cell's run directory (else ``$FARZOO_HOME/logs``)."""
+    from bench.paths import farzoo_home
     from bench.registry import get_task
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     if composed is not None:
         run = composed.run
         where = Path(run.workdir) / f"{get_task(run.task).name}__{run.scale}" / run.model
     else:
-        where = Path("runs")
+        where = farzoo_home() / "logs"
     try:
         where.mkdir(parents=True, exist_ok=True)
         path = where / f"failed-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.log"

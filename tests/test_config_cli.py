@@ -301,3 +301,24 @@ def test_cfg_job_prints_every_cell_of_a_sweep_without_running(home, tmp_path, ca
     assert out.count("# cell ") == 2 and "# cell 2/2: model=dummy task=tiny_a" in out
     assert "model:\n  name: dummy\ntask: tiny_a\n" in out
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_crashing_cell_keeps_its_traceback_and_the_sweep_goes_on(home, tmp_path, monkeypatch, capsys):
+    import bench.run
+    ran = []
+
+    def fake_run(cfg, log=print):
+        ran.append(cfg.task)
+        if cfg.task == "tiny_a":
+            raise RuntimeError("boom")
+        return []
+    monkeypatch.setattr(bench.run, "run", fake_run)
+    assert main(["run", "-m", "model=far", "task=tiny_a,tiny_b", f"workdir={tmp_path / 'runs'}",
+                 f"results={tmp_path / 'results'}"]) == 1
+    out = capsys.readouterr().out
+    assert ran == ["tiny_a", "tiny_b"]
+    (line,) = [x for x in out.splitlines() if "FAILED" in x]
+    log = tmp_path / "runs" / "tiny_a__quick" / "far"
+    assert line.startswith(f"[sweep] cell 1/2 task=tiny_a: FAILED: RuntimeError: boom (traceback: {log}/failed-")
+    assert "raise RuntimeError(\"boom\")" in next(log.glob("failed-*.log")).read_text()
+    assert "[sweep] 2 cell(s): 1 done, 0 skipped (finished before), 1 failed" in out
