@@ -182,7 +182,7 @@ def format_interval(interval: dict, digits: int = 3) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.compare", description="Paired-bootstrap interval of "
+    parser = argparse.ArgumentParser(prog="python -m bench compare", description="Paired-bootstrap interval of "
                                      "A minus B per metric, over the videos both run records scored.")
     parser.add_argument("a", help="run record of model A (results/runs/*.json)")
     parser.add_argument("b", help="run record of model B")

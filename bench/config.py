@@ -8,8 +8,11 @@ structured-config layer later) can check any of them the same way::
     scale: str = field(default="quick", metadata={"choices": ("quick", "paper")})
 
 Metadata keys: ``ge``, ``gt``, ``le``, ``lt`` (bounds; for tuples, of every element), ``choices``
-(allowed values), ``identity`` (False: the field does not change what a training run produces,
-e.g. progress bars and logging; see :func:`identity`). Types come from the annotations: ``int``
+(allowed values; for tuples, of every element), ``identity`` (False: the field does not change what
+a training run produces, e.g. progress bars and logging; see :func:`identity`), ``path`` (True: a
+file or folder, written portably in records), ``cli`` (False: not an option of the command line or
+of a recipe; set by the program). ``bench.compose`` builds the Hydra/OmegaConf structured configs
+of the command line from the same dataclasses. Types come from the annotations: ``int``
 (not bool), ``float`` (an int is accepted), ``bool``, ``str``, ``X | None``, ``tuple[float, ...]``,
 ``dict``.
 
@@ -61,9 +64,10 @@ def _range(meta: typing.Mapping) -> str:
 def expectation(cls: type, name: str) -> str:
     """``"an integer >= 1"``: what field ``name`` of ``cls`` accepts, in words."""
     f = {f.name: f for f in dataclasses.fields(cls)}[name]
-    text, rng = _describe(_hints(cls)[name]), _range(f.metadata)
+    tp = _hints(cls)[name]
+    text, rng = _describe(tp), _range(f.metadata)
     if "choices" in f.metadata:
-        return rng
+        return f"{text}, each {rng}" if typing.get_origin(tp) is tuple else rng
     return f"{text} {rng}" if rng else text
 
 
@@ -111,9 +115,9 @@ def _convert(tp: Any, value: Any) -> tuple[bool, Any]:
 def _in_range(meta: typing.Mapping, value: Any) -> bool:
     if value is None:
         return True
-    if "choices" in meta and value not in meta["choices"]:
-        return False
     values = value if isinstance(value, tuple) else (value,)
+    if "choices" in meta and any(v not in meta["choices"] for v in values):
+        return False
     for v in values:
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             continue
@@ -126,6 +130,9 @@ def _in_range(meta: typing.Mapping, value: Any) -> bool:
 
 
 def _show(value: Any) -> str:
+    """A value as the command line writes it (``abc``, ``3``, ``[0.9, 1.5]``)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
     return value if isinstance(value, str) and value and " " not in value else repr(value)
 
 

@@ -1,6 +1,7 @@
-"""Convergence of FAR versus the video DiT at equal size (issue 4, part 6; FAR's first claim).
+"""Convergence of FAR versus the video DiT at equal size (FAR's first claim).
 
-``python -m bench.convergence [key=value ...] [model.key=value ...] [train.key=value ...]``
+``python -m bench study convergence [key=value ...] [model.key=value ...] [train.key=value ...]``
+(``--help`` lists the options; ``--config recipe.yaml`` and ``--cfg job`` as for ``bench run``)
 
 Both models are trained from scratch, one after the other, on the same stand-in task and evaluated
 every ``eval_every`` steps; the curves go to ``results/convergence/`` as a table (``.csv``, ``.md``),
@@ -49,7 +50,7 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -57,6 +58,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from bench.api import VideoBatch
+from bench.errors import ConfigError, one_line
 from bench.evaluate import derive_seed, load_part, sample_to_store, score_store
 from bench.paths import portable
 from bench.registry import get_model_factory, get_task
@@ -70,22 +72,26 @@ from far.model import count_parameters
 
 @dataclass(frozen=True)
 class StudyConfig:
+    """The study's options (``key=value``); ``train.<field>=`` sets the shared TrainConfig (its steps are
+    ``steps=``), ``model.<field>=`` an option of every model of the study."""
+
     task: str = "bair_pred"  # a registered task; its first part is used
-    frames: int = 8  # frames per clip (context + predicted) of the study task and training windows
-    context: int | None = None  # context frames (None: the task's quick-scale context)
+    frames: int = field(default=8, metadata={"ge": 2})  # frames per clip (context + predicted) of the study task
+    context: int | None = field(default=None, metadata={"ge": 1})  # context frames (None: the task's quick-scale context)
     models: tuple[str, ...] = ("far", "video_dit")
-    steps: int = 600
-    eval_every: int = 50
-    eval_videos: int = 8  # videos of the evaluation split
-    windows_per_video: int = 3  # evenly spaced eval windows per video
-    trajectories: int = 1  # samples per eval clip (metrics averaged over them)
-    loss_draws: int = 2  # fixed noise draws per eval clip for the held-out losses
-    sample_batch_size: int = 8
-    max_param_gap: float = 0.05
-    data_root: str | None = None  # else the task's quick stand-in (bench.run.prepare_data)
-    out: str = "results/convergence"
+    steps: int = field(default=600, metadata={"ge": 1})
+    eval_every: int = field(default=50, metadata={"ge": 1})
+    eval_videos: int = field(default=8, metadata={"ge": 1})  # videos of the evaluation split
+    windows_per_video: int = field(default=3, metadata={"ge": 1})  # evenly spaced eval windows per video
+    trajectories: int = field(default=1, metadata={"ge": 1})  # samples per eval clip (metrics averaged over them)
+    loss_draws: int = field(default=2, metadata={"ge": 1})  # fixed noise draws per eval clip for the held-out losses
+    sample_batch_size: int = field(default=8, metadata={"ge": 1})
+    max_param_gap: float = field(default=0.05, metadata={"ge": 0})
+    # else the task's quick stand-in (bench.run.prepare_data)
+    data_root: str | None = field(default=None, metadata={"path": True})
+    out: str = field(default="results/convergence", metadata={"path": True})
     device: str | None = None
-    note: str = ""  # a line for the report (e.g. what else ran on the machine)
+    note: str = ""  # a line for the report (e.g. the conditions the wall times were measured under)
 
 
 def default_train(cfg: StudyConfig) -> TrainConfig:
@@ -430,7 +436,7 @@ def render_markdown(study: dict) -> str:
         "",
         f"    {study['command']}",
         "",
-        f"Device: {study['device']}, torch {torch.__version__}; "
+        f"Device: {study['device']}, torch {study.get('packages', {}).get('torch', torch.__version__)}; "
         f"git {str(study.get('git_commit'))[:12]}{' (dirty)' if study.get('git_dirty') else ''}; "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(study['started']))}, "
         f"{(study['finished'] - study['started']) / 60:.1f} min in all.",
@@ -541,38 +547,45 @@ def write_outputs(study: dict, out: Path) -> list[Path]:
 
 # ----------------------------------------------------------------------------- command line
 
-def parse_args(argv: list[str]) -> tuple[StudyConfig, TrainConfig, dict]:
-    """``key=value`` over StudyConfig, ``train.key=value`` over the shared TrainConfig, ``model.key=value``
-    for every model (e.g. ``model.num_layers=2``); values parsed as in ``python -m bench``."""
-    from bench.__main__ import parse_overrides
-    run_opts, model_opts, train_opts = parse_overrides(argv)
-    valid = {f.name for f in fields(StudyConfig)}
-    if set(run_opts) - valid:
-        raise SystemExit(f"unknown option(s) {sorted(set(run_opts) - valid)}; valid: {sorted(valid)}")
-    if isinstance(run_opts.get("models"), str):
-        run_opts["models"] = tuple(run_opts["models"].split(","))
-    for key in ("data_root", "out", "device", "task"):
-        if key in run_opts and run_opts[key] is not None:
-            run_opts[key] = str(run_opts[key])
-    cfg = StudyConfig(**run_opts)
-    valid_train = {f.name for f in fields(TrainConfig)}
-    if set(train_opts) - valid_train:
-        raise SystemExit(f"unknown train option(s) {sorted(set(train_opts) - valid_train)}; valid: {sorted(valid_train)}")
-    if "steps" in train_opts:
-        raise SystemExit("set the number of steps with steps=N (not train.steps)")
-    tcfg = replace(default_train(cfg), **train_opts)
-    return cfg, tcfg, model_opts
+def schema():
+    """The study's structured config: StudyConfig at the top, the shared TrainConfig under ``train``
+    (its steps are the study's ``steps``), the models' options under ``model``."""
+    from bench.compose import Schema, Section
+    return Schema([Section("", StudyConfig(), label="study options (key=value)"),
+                   Section("train", default_train(StudyConfig()), hidden=("steps", "progress"),
+                           label="training options (train.<field>=value), shared by the models"),
+                   Section("model", free=True, label="model options (model.<field>=value), for every model")],
+                  renamed={"train.steps": "the number of training steps is the study's steps=N"})
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if {"-h", "--help"} & set(argv):
-        print(__doc__)
-        print("options:", ", ".join(f"{f.name}={f.default!r}" for f in fields(StudyConfig)))
-        return 0
-    cfg, tcfg, model_opts = parse_args(argv)
+def check_models(cfg: StudyConfig, options: dict) -> None:
+    """Every model name and every ``model.*`` option checked for every model, before any work."""
+    from bench.registry import MODEL_CONFIGS, get_model_factory
+    if not cfg.models:
+        raise ConfigError("models=[]: expected at least one model, e.g. models=[far,video_dit]")
+    task = study_task(cfg)
+    for name in cfg.models:
+        get_model_factory(name)
+        MODEL_CONFIGS[name](task=task, scale="quick", **options)
+
+
+def cli(argv: list[str]) -> int:
+    """``python -m bench study convergence [options]`` (see the module doc)."""
+    from bench.compose import run_verb
+    return run_verb("python -m bench study convergence", __doc__.split("\n\n")[0], schema(), _main, argv)
+
+
+def _main(composed: dict, argv: list[str]) -> int:
+    cfg, model_opts = composed[""], composed["model"]
+    tcfg = replace(composed["train"], steps=cfg.steps)
+    try:
+        check_models(cfg, model_opts)
+    except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(one_line(e)) from None
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS",) if k in os.environ)
-    command = (f"{env} " if env else "") + "python -m bench.convergence" + (f" {shlex.join(argv)}" if argv else "")
+    command = (f"{env} " if env else "") + "python -m bench study convergence" + (f" {shlex.join(argv)}" if argv else "")
     study = run_study(cfg, tcfg, model_opts, command)
     paths = write_outputs(study, Path(cfg.out))
     print("\n".join(summarize(study)))
@@ -580,5 +593,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def rerender(out: str | Path) -> list[Path]:
+    """The table and the report rendered again from ``<out>/convergence.json`` (no training; the plot
+    is left as it is)."""
+    out = Path(out)
+    study = json.loads((out / "convergence.json").read_text())
+    _atomic_write(out / "convergence.csv", render_csv(study))
+    _atomic_write(out / "convergence.md", render_markdown(study))
+    return [out / "convergence.csv", out / "convergence.md"]
+
+
+if __name__ == "__main__":  # the former entry point, now a thin wrapper of the one CLI
+    from bench.__main__ import main
+    raise SystemExit(main(["study", "convergence", *sys.argv[1:]]))

@@ -14,7 +14,7 @@ import hashlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -135,15 +135,24 @@ def _prompt(clips: list[dict], part: Part, device: torch.device) -> Prompt:
     return Prompt(context=video[:, :tc].to(device), labels=labels, actions=actions, covariates=covariates)
 
 
+def missing_samples(task: Task, dataset, store: Path, rank: int = 0, world: int = 1) -> tuple[int, int]:
+    """(samples of this process's share missing from the store, samples of its share in all)."""
+    videos = num_samples(task, dataset)
+    keys = [k for part in task.parts for k in sample_keys(task, part, videos) if k.video % world == rank]
+    return sum(not k.path(store).exists() for k in keys), len(keys)
+
+
 def sample_to_store(model, task: Task, dataset, store: Path, *, batch_size: int = 8, rank: int = 0,
-                    world: int = 1, device: torch.device | str = "cpu",
-                    progress: Callable[[Iterable], Iterable] = lambda it: it) -> int:
-    """Sample every missing (part, seed, video, trajectory) of this process's share; returns how many."""
+                    world: int = 1, device: torch.device | str = "cpu", progress=None) -> int:
+    """Sample every missing (part, seed, video, trajectory) of this process's share; returns how many.
+    ``progress(total)``: a bar (``update(n)``, ``close()``) over the samples to make, e.g. one of
+    ``bench.progress.bar``."""
     device = torch.device(device)
     videos = num_samples(task, dataset)
     made = 0
     task_hash = task.hash()
     per_seed = {s: dataset_for_seed(dataset, s) for s in task.seeds}  # the clips of each evaluation seed
+    meter = progress(missing_samples(task, dataset, store, rank, world)[0]) if progress is not None else None
     for part in task.parts:
         for data in per_seed.values():
             if len(data) < videos and not is_generation(part):
@@ -167,7 +176,7 @@ def sample_to_store(model, task: Task, dataset, store: Path, *, batch_size: int 
                     write_sample(context_path(store, part.name, v), to_uint8(view))
         todo = [k for k in sample_keys(task, part, videos) if k.video % world == rank and not k.path(store).exists()]
         batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
-        for keys in progress(batches):
+        for keys in batches:
             # generation: sample v takes the conditions (e.g. the class) of real clip v, cycling
             clips = [clip(k.seed, k.video % len(per_seed[k.seed])) for k in keys]
             prompt = _prompt(clips, part, device)
@@ -178,6 +187,10 @@ def sample_to_store(model, task: Task, dataset, store: Path, *, batch_size: int 
                 extra = {"ndvi": ndvi_array(video)} if task.dataset == "greenearthnet" else {}
                 write_sample(k.path(store), to_uint8(video), **extra)
                 made += 1
+            if meter is not None:
+                meter.update(len(keys))
+    if meter is not None:
+        meter.close()
     return made
 
 
@@ -235,7 +248,7 @@ MEMORY_SPLIT_DATASETS = ("dmlab", "minecraft")
 # Without poses (real data) a target frame counts as seen when some context frame of the ground
 # truth has SSIM >= this with it, both area-downsampled to PROXY_SIZE px (FAR's SSIM; the proxy is then
 # the same at every resolution, and 16x cheaper at 128 px). Calibrated on the maze stand-in, where poses
-# give the truth: ``python -m bench.seen_calibration`` (results/profiles/seen_proxy_calibration.json).
+# give the truth: ``python -m bench study seen_calibration`` (results/profiles/seen_proxy_calibration.json).
 SEEN_SSIM_THRESHOLD = {"dmlab": 0.97, "minecraft": 0.97}
 PROXY_SIZE = 32
 
@@ -467,7 +480,7 @@ def _real_stats(metric: Metric, part: Part, dataset, indices: list[int], net, ba
 
 def score_part(task: Task, part: Part, dataset, store: Path, device: torch.device | str = "cpu",
                log: Callable[[str], None] = print, nets: ScoringNets | None = None,
-               fvd_batch_size: int = 32) -> dict[str, dict]:
+               fvd_batch_size: int = 32, meter=None) -> dict[str, dict]:
     """Every metric of one part over every seed, streamed video by video: {metric name: entry}.
 
     An entry is ``Spread.as_dict()`` plus ``trajectories`` (and, per-video metrics, ``per_video``
@@ -548,6 +561,8 @@ def score_part(task: Task, part: Part, dataset, store: Path, device: torch.devic
         fake = {m.name: [FeatureStats() for _ in range(task.trajectories)] for m in fvds}
         feed = _FeatureFeed(fvd_net, fvd_batch_size) if fvds else None
         for v in range(videos):
+            if meter is not None:
+                meter.update(1)
             pred = read_trajectories(task, part, store, seed, v)  # (N, Tp, C, H, W)
             if generation:
                 for m in fvds:
@@ -600,16 +615,24 @@ def score_part(task: Task, part: Part, dataset, store: Path, device: torch.devic
 
 
 def score_store(task: Task, dataset, store: Path, device: torch.device | str = "cpu",
-                log: Callable[[str], None] = print, nets: ScoringNets | None = None) -> dict[str, dict]:
+                log: Callable[[str], None] = print, nets: ScoringNets | None = None, progress=None) -> dict[str, dict]:
     """Every metric of every part over every seed: {metric key: entry} (see :func:`score_part`); the
-    key is the metric's name, or ``<part>:<name>`` where two parts share a metric."""
+    key is the metric's name, or ``<part>:<name>`` where two parts share a metric. ``progress(total)``:
+    a bar over the videos scored (parts x seeds x videos)."""
     names = [m.name for p in task.parts for m in p.metrics]
     out: dict[str, dict] = {}
+    per_part = len(task.seeds) * num_samples(task, dataset)
+    meter = progress(len(task.parts) * per_part) if progress is not None else None
     for part in task.parts:
-        scores = score_part(task, part, dataset, store, device=device, log=log, nets=nets)
+        before = meter.n if meter is not None else 0
+        scores = score_part(task, part, dataset, store, device=device, log=log, nets=nets, meter=meter)
+        if meter is not None:  # a part with nothing to stream (e.g. every metric unavailable) counts as done
+            meter.update(max(0, per_part - (meter.n - before)))
         for m in part.metrics:
             key = m.name if names.count(m.name) == 1 else f"{part.name}:{m.name}"
             out[key] = {**scores[m.name], "part": part.name}
+    if meter is not None:
+        meter.close()
     return out
 
 

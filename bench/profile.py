@@ -6,9 +6,17 @@ a lossless pixel-unshuffle latent space so that the autoencoder does not hide th
 
 * a training step (forward, backward, AdamW step): median seconds, tokens per second, peak memory;
 * sampling: seconds per generated frame after ``frames - new_frames`` context frames, with the KV
-  cache on and off (FAR-Long: its multi-level cache);
+  cache on and off (FAR-Long: its multi-level cache), and peak memory;
 
-next to the model's analytic ``Cost`` (FLOPs per clip) and the model FLOP utilisation it implies on
+Peak memory: on CUDA the allocator's peak over the timed runs; on the CPU (``cpu_memory=process``,
+the default) every measure runs in a fresh process and its peak resident set size over the RSS it
+started the measure with is reported (model, optimizer state, activations and the allocator's
+slack; ``bench.isolated``).
+
+Command line: ``python -m bench profile [model] key=value ...`` (``--help`` lists the options), e.g.
+``python -m bench profile size=base frames=[16,32,64,128,300] resolution=128 codec=unshuffle8``.
+
+Next to the measures: the model's analytic ``Cost`` (FLOPs per clip) and the model FLOP utilisation it implies on
 the device's peak (GPU only). Warm-up iterations are excluded, CUDA is synchronised before every
 timer read, medians are reported and every knob is echoed into the record. Output: a JSON record
 and a CSV in ``results/profiles/`` plus PNG plots of time and memory against context length.
@@ -16,19 +24,20 @@ and a CSV in ``results/profiles/`` plus PNG plots of time and memory against con
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from bench.api import Clip, Prompt, VideoBatch
+from bench.config import validate
+from bench.errors import ConfigError
 from bench.registry import get_model_factory, get_task
 
 # Dense bf16 tensor-core peak FLOP/s of known devices (vendor datasheets, without sparsity); the
@@ -49,22 +58,28 @@ SIZES = {  # transformer size per variant family: small (CPU) and base (FAR-B: 1
 
 @dataclass
 class ProfileConfig:
-    variants: tuple[str, ...] = ("far", "far_long")
-    frames: tuple[int, ...] = (16, 32, 64, 128, 300)
-    size: str = "small"
-    resolution: int = 64  # pixels
+    """``python -m bench profile [model] key=value ...``; lists are written ``frames=[16,32,64]``."""
+
+    variants: tuple[str, ...] = field(default=("far", "far_long"), metadata={"choices": tuple(VARIANTS)})
+    frames: tuple[int, ...] = field(default=(16, 32, 64, 128, 300), metadata={"ge": 2})
+    size: str = field(default="small", metadata={"choices": tuple(SIZES)})
+    resolution: int = field(default=64, metadata={"ge": 8})  # pixels
     codec: str = ""  # "" = the model's quick-scale codec (8x8 latent tokens per frame); e.g.
     # codec=unshuffle8 resolution=128 gives FAR-B's 16x16 = 256 tokens per frame
-    batch_size: int = 1
-    new_frames: int = 4  # frames generated when timing sampling
-    num_steps: int = 10  # Euler steps per generated frame
-    warmup: int = 1
-    iters: int = 3
+    batch_size: int = field(default=1, metadata={"ge": 1})
+    new_frames: int = field(default=4, metadata={"ge": 1})  # frames generated when timing sampling
+    num_steps: int = field(default=10, metadata={"ge": 1})  # Euler steps per generated frame
+    warmup: int = field(default=1, metadata={"ge": 0})
+    iters: int = field(default=3, metadata={"ge": 1})
     sample: bool = True
     train: bool = True
     device: str | None = None
-    dtype: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    out: str = "results/profiles"
+    dtype: str = field(default="auto", metadata={"choices": ("auto", "bf16", "fp32")})  # auto: bf16 autocast on CUDA
+    # peak memory on the CPU: "process" measures every point in a fresh process (its peak resident set
+    # size over the RSS it started the point with); "off" measures none (faster; CUDA always measures
+    # the allocator's peak)
+    cpu_memory: str = field(default="process", metadata={"choices": ("process", "off")})
+    out: str = field(default="results/profiles", metadata={"path": True})
     tag: str = ""
 
 
@@ -120,7 +135,42 @@ def build(variant: str, cfg: ProfileConfig, frames: int, mode_overrides: dict, d
     return model.to(device), options
 
 
-def profile_one(variant: str, frames: int, cfg: ProfileConfig, device: torch.device) -> list[dict]:
+def measures(variant: str, cfg: ProfileConfig) -> list[str]:
+    """What is measured per clip length: ``train_step`` and every sampling mode of the variant."""
+    return (["train_step"] if cfg.train else []) + (list(VARIANTS[variant][2]) if cfg.sample else [])
+
+
+def profile_point(variant: str, frames: int, cfg: ProfileConfig, device: torch.device) -> list[dict]:
+    """Every measure of one (variant, clip length). On the CPU with ``cpu_memory=process`` each
+    measure runs in a fresh process (:func:`point`), whose peak resident set size over the RSS it
+    started from is the measure's peak memory; on CUDA the allocator's peak of the timed runs."""
+    if device.type != "cpu" or cfg.cpu_memory == "off":
+        return profile_one(variant, frames, cfg, device)
+    from bench.isolated import call
+    return [call("bench.profile", "point", {"variant": variant, "frames": frames, "config": asdict(cfg),
+                                            "measure": m, "threads": torch.get_num_threads()})
+            for m in measures(variant, cfg)]
+
+
+def point(payload: dict) -> dict:
+    """One measure in this (fresh) process, with its peak RSS growth as ``peak_memory_bytes``."""
+    from bench.isolated import peak_rss_bytes, reset_peak_rss, rss_bytes
+    torch.set_num_threads(int(payload["threads"]))
+    c = payload["config"]
+    cfg = ProfileConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()})
+    reset = reset_peak_rss()
+    before = rss_bytes()
+    (row,) = profile_one(payload["variant"], payload["frames"], cfg, torch.device("cpu"), only=payload["measure"])
+    peak = peak_rss_bytes()
+    row.update(peak_memory_bytes=max(0, peak - before), peak_rss_bytes=peak, rss_before_bytes=before,
+               memory_measure="CPU: peak resident set size of a fresh process over its RSS before the measure"
+                              + ("" if reset else " (peak not resettable here: includes the import peak)"))
+    return row
+
+
+def profile_one(variant: str, frames: int, cfg: ProfileConfig, device: torch.device,
+                only: str | None = None) -> list[dict]:
+    """The measures of one (variant, clip length) in this process (``only``: just that one)."""
     rows = []
     g = torch.Generator().manual_seed(0)
     b, r = cfg.batch_size, cfg.resolution
@@ -130,7 +180,7 @@ def profile_one(variant: str, frames: int, cfg: ProfileConfig, device: torch.dev
     peak = peak_flops(device_name(device)) if device.type == "cuda" else None
     base = {"variant": variant, "frames": frames, "size": cfg.size, "resolution": r, "batch_size": b,
             "device": device_name(device), "dtype": "bf16-autocast" if autocast else "fp32"}
-    if cfg.train:
+    if cfg.train and only in (None, "train_step"):
         model, options = build(variant, cfg, frames, {}, device)
         params = [p for p in model.trainable_module().parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=1e-4)
@@ -149,11 +199,14 @@ def profile_one(variant: str, frames: int, cfg: ProfileConfig, device: torch.dev
         achieved = b * cost.train_flops_per_clip / sec
         rows.append({**base, "measure": "train_step", "mode": "", "seconds": sec, "all_seconds": times,
                      "tokens_per_s": tokens / sec, "peak_memory_bytes": mem, "params": cost.params,
+                     "memory_measure": "CUDA allocator peak of the timed runs" if mem is not None else "not measured",
                      "analytic_flops": b * cost.train_flops_per_clip, "achieved_flops_per_s": achieved,
                      "mfu": achieved / peak if peak else None, "options": options, "note": ""})
         del model, opt
     if cfg.sample:
         for mode, mode_overrides in VARIANTS[variant][2].items():
+            if only not in (None, mode):
+                continue
             model, options = build(variant, cfg, frames, {**mode_overrides, "num_steps": cfg.num_steps}, device)
             ctx = frames - cfg.new_frames
             prompt = Prompt(context=video[:, :ctx], actions=actions)
@@ -168,6 +221,8 @@ def profile_one(variant: str, frames: int, cfg: ProfileConfig, device: torch.dev
             rows.append({**base, "measure": "sample_per_frame", "mode": mode, "seconds": sec / cfg.new_frames,
                          "all_seconds": [t / cfg.new_frames for t in times], "tokens_per_s": None,
                          "peak_memory_bytes": mem, "params": cost.params,
+                         "memory_measure": "CUDA allocator peak of the timed runs" if mem is not None
+                         else "not measured",
                          "analytic_flops": b * cost.sample_flops_per_clip / cfg.new_frames,
                          "achieved_flops_per_s": achieved, "mfu": achieved / peak if peak else None,
                          "network_calls_per_frame": cost.network_calls_per_clip / cfg.new_frames,
@@ -179,14 +234,14 @@ def profile_one(variant: str, frames: int, cfg: ProfileConfig, device: torch.dev
 def run_profile(cfg: ProfileConfig, log=print) -> Path:
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = []
+    validate(cfg)
+    for frames in cfg.frames:
+        if frames <= cfg.new_frames:
+            raise ConfigError(f"frames={list(cfg.frames)}: every clip length must exceed new_frames={cfg.new_frames}")
     for variant in cfg.variants:
-        if variant not in VARIANTS:
-            raise SystemExit(f"unknown profile variant {variant!r}; known: {sorted(VARIANTS)}")
         for frames in cfg.frames:
-            if frames <= cfg.new_frames:
-                raise SystemExit(f"clip length {frames} must exceed new_frames={cfg.new_frames}")
             try:
-                new = profile_one(variant, frames, cfg, device)
+                new = profile_point(variant, frames, cfg, device)
             except torch.OutOfMemoryError as e:
                 new = [{"variant": variant, "frames": frames, "measure": "oom", "note": str(e)[:200]}]
                 torch.cuda.empty_cache()
@@ -198,7 +253,7 @@ def run_profile(cfg: ProfileConfig, log=print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"profile_{'gpu' if device.type == 'cuda' else 'cpu'}_{cfg.size}{('_' + cfg.tag) if cfg.tag else ''}"
     record = {"config": asdict(cfg), "device": device_name(device), "torch": torch.__version__,
-              "command": "python -m bench profile " + " ".join(_argv_echo(cfg)),
+              "command": " ".join(["python -m bench profile", *_argv_echo(cfg)]),
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}
     _atomic_write(out / f"{stem}.json", json.dumps(record, indent=1, default=str))
     keys = ["variant", "frames", "measure", "mode", "seconds", "tokens_per_s", "peak_memory_bytes", "params",
@@ -216,11 +271,13 @@ def run_profile(cfg: ProfileConfig, log=print) -> Path:
 
 
 def _argv_echo(cfg: ProfileConfig) -> list[str]:
+    """The overrides that give ``cfg``, in the command line's grammar (``frames=[16,32]``)."""
     d = ProfileConfig()
     out = []
     for k, v in asdict(cfg).items():
         if v != getattr(d, k):
-            out.append(f"{k}={','.join(map(str, v)) if isinstance(v, (tuple, list)) else v}")
+            out.append(f"{k}=[{','.join(map(str, v))}]" if isinstance(v, (tuple, list)) else
+                       f"{k}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}")
     return out
 
 
@@ -245,18 +302,21 @@ def plot_profile(rows: list[dict], path: Path, title: str = "") -> None:
         label = f"{variant} {mode}".strip()
         if measure == "train_step":
             axes[0].plot(x, [p["seconds"] for p in pts], "o-", label=label)
-            if pts[0].get("peak_memory_bytes"):
-                axes[2].plot(x, [p["peak_memory_bytes"] / 2**30 for p in pts], "o-", label=label)
         else:
             axes[1].plot(x, [p["seconds"] for p in pts], "o-", label=label)
-    for ax, t, y in zip(axes, ("training step", "sampling, per frame", "training peak memory"),
-                        ("seconds (median)", "seconds (median)", "GiB")):
+        if all(p.get("peak_memory_bytes") for p in pts):
+            axes[2].plot(x, [p["peak_memory_bytes"] / 2**20 for p in pts], "o-" if measure == "train_step" else "x--",
+                         label=f"{label} ({'training' if measure == 'train_step' else 'sampling'})")
+    cpu = any(str(r.get("memory_measure", "")).startswith("CPU") for r in rows)
+    memory = "MiB (RSS growth, own process)" if cpu else "MiB (CUDA allocator peak)"
+    for ax, t, y in zip(axes, ("training step", "sampling, per frame", "peak memory"),
+                        ("seconds (median)", "seconds (median)", memory)):
         ax.set(title=t, xlabel="context length (frames)", ylabel=y, xscale="log", yscale="log")
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize=8)
         else:
-            ax.text(0.5, 0.5, "not measured (CPU)", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, "not measured (cpu_memory=off)", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(title)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -265,26 +325,17 @@ def plot_profile(rows: list[dict], path: Path, title: str = "") -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench profile", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("overrides", nargs="*", help="key=value over ProfileConfig, e.g. frames=16,32 size=base")
-    args = p.parse_args(argv)
-    cfg = ProfileConfig()
-    for item in args.overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not hasattr(cfg, key):
-            raise SystemExit(f"bad override {item!r}; fields: {sorted(asdict(cfg))}")
-        current = getattr(cfg, key)
-        if isinstance(current, tuple):
-            kind = type(current[0]) if current else str
-            value = tuple(kind(v) for v in raw.split(",") if v)
-        elif isinstance(current, bool):
-            value = raw.lower() in ("1", "true", "yes")
-        elif current is None:
-            value = raw
-        else:
-            value = type(current)(raw)
-        cfg = replace(cfg, **{key: value})
-    run_profile(cfg)
-    return 0
+def schema():
+    from bench.compose import Schema, Section
+    return Schema([Section("", ProfileConfig(), label="profile options (key=value; lists as frames=[16,32])")])
+
+
+def cli(argv: list[str]) -> int:
+    """``python -m bench profile [model] [key=value ...]`` (see the module doc)."""
+    from bench.compose import run_verb
+    return run_verb("python -m bench profile model", __doc__.split("\n\n")[0], schema(),
+                    lambda composed, _: (run_profile(composed[""]), 0)[1], argv)
+
+
+def main(argv: list[str]) -> int:  # the former entry point
+    return cli(argv)

@@ -1,7 +1,9 @@
 """Micro-benchmark of the frame-causal attention backends (``far.attention``).
 
-    python -m bench.profile_attention --out results/profiles/attention            # GPU sweep
-    python -m bench.profile_attention --out /tmp/attn --cpu-small                 # CPU smoke run
+    python -m bench profile attention                                   # GPU sweep into results/profiles/attention
+    python -m bench profile attention cpu_small=true out=/tmp/attn      # CPU smoke run
+
+(``--help`` lists every option; ``AttentionProfileConfig``.)
 
 Sweeps FAR-B-like shapes (12 heads, head dim 64, 256 tokens per frame, 16/32/64 frames), FAR-Long
 shapes (a 16-frame window at 256 tokens after 16/48/112 long-term frames of 16 tokens), and the
@@ -18,11 +20,11 @@ of the rectangle, i.e. what a dense kernel would have had to do in the same time
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
+import os
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -179,54 +181,71 @@ def write(rows: list[dict], out: Path, meta: dict) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     stem = "attention_" + meta["device"].replace(" ", "_").replace("/", "_").replace("(", "").replace(")", "")
     json_path, csv_path = out / f"{stem}.json", out / f"{stem}.csv"
-    json_path.write_text(json.dumps(dict(meta=meta, rows=rows), indent=2))
-    fields = list(dict.fromkeys(key for row in rows for key in row))
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
+    tmp_json, tmp_csv = (p.with_name(f".{p.name}.tmp{os.getpid()}") for p in (json_path, csv_path))
+    tmp_json.write_text(json.dumps(dict(meta=meta, rows=rows), indent=2))
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with tmp_csv.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+    os.replace(tmp_json, json_path)
+    os.replace(tmp_csv, csv_path)
     return json_path, csv_path
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=Path("results/profiles/attention"))
-    ap.add_argument("--cpu-small", action="store_true", help="tiny shapes on the CPU (smoke run)")
-    ap.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default=None,
-                    help="default: bf16 on CUDA, fp32 on the CPU")
-    ap.add_argument("--backends", default=",".join(ALL_BACKENDS))
-    ap.add_argument("--modes", default="fwd,fwd_bwd")
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--warmup", type=int, default=None)
-    ap.add_argument("--iters", type=int, default=None)
-    args = ap.parse_args(argv)
+@dataclass(frozen=True)
+class AttentionProfileConfig:
+    """``python -m bench profile attention key=value ...``."""
 
-    device = "cpu" if args.cpu_small or not torch.cuda.is_available() else "cuda"
-    if device == "cpu" and not args.cpu_small:
-        raise SystemExit("no CUDA device: run with --cpu-small")
-    dtype_name = args.dtype or ("fp32" if device == "cpu" else "bf16")
+    out: str = field(default="results/profiles/attention", metadata={"path": True})
+    cpu_small: bool = False  # tiny shapes on the CPU (smoke run)
+    dtype: str | None = field(default=None, metadata={"choices": ("bf16", "fp16", "fp32")})  # None: bf16 on CUDA, fp32 on CPU
+    backends: tuple[str, ...] = field(default=ALL_BACKENDS, metadata={"choices": ALL_BACKENDS})
+    modes: tuple[str, ...] = field(default=("fwd", "fwd_bwd"), metadata={"choices": ("fwd", "fwd_bwd")})
+    batch: int = field(default=1, metadata={"ge": 1})
+    warmup: int | None = field(default=None, metadata={"ge": 0})  # None: 1 on the CPU, 5 on CUDA
+    iters: int | None = field(default=None, metadata={"ge": 1})  # None: 2 on the CPU, 20 on CUDA
+
+
+def schema():
+    from bench.compose import Schema, Section
+    return Schema([Section("", AttentionProfileConfig(), label="attention profile options (key=value)")])
+
+
+def cli(argv: list[str]) -> int:
+    """``python -m bench profile attention [key=value ...]``."""
+    from bench.compose import run_verb
+    return run_verb("python -m bench profile attention", __doc__.split("\n\n")[0], schema(),
+                    lambda composed, _: (profile_attention(composed[""]), 0)[1], argv)
+
+
+def profile_attention(cfg: AttentionProfileConfig) -> list[dict]:
+    from bench.errors import ConfigError
+    device = "cpu" if cfg.cpu_small or not torch.cuda.is_available() else "cuda"
+    if device == "cpu" and not cfg.cpu_small:
+        raise ConfigError("no CUDA device: run the CPU smoke sweep with cpu_small=true")
+    dtype_name = cfg.dtype or ("fp32" if device == "cpu" else "bf16")
     dtype = dict(bf16=torch.bfloat16, fp16=torch.float16, fp32=torch.float32)[dtype_name]
-    backends = tuple(b for b in args.backends.split(",") if b)
-    unknown = set(backends) - set(ALL_BACKENDS)
-    if unknown:
-        raise SystemExit(f"unknown backends {sorted(unknown)}; choose from {ALL_BACKENDS}")
-    modes = tuple(dict(fwd=False, fwd_bwd=True)[m] for m in args.modes.split(","))
-    warmup = args.warmup if args.warmup is not None else (1 if args.cpu_small else 5)
-    iters = args.iters if args.iters is not None else (2 if args.cpu_small else 20)
-    shapes = [AttnShape(s.name, args.batch, s.heads, s.head_dim, s.q_layout, s.k_layout)
-              for s in default_shapes(args.cpu_small)]
+    modes = tuple(dict(fwd=False, fwd_bwd=True)[m] for m in cfg.modes)
+    warmup = cfg.warmup if cfg.warmup is not None else (1 if cfg.cpu_small else 5)
+    iters = cfg.iters if cfg.iters is not None else (2 if cfg.cpu_small else 20)
+    shapes = [AttnShape(s.name, cfg.batch, s.heads, s.head_dim, s.q_layout, s.k_layout)
+              for s in default_shapes(cfg.cpu_small)]
 
     import triton  # noqa: PLC0415 -- version for the record only
     meta = dict(device=_device_name(torch.device(device)), dtype=dtype_name, torch=torch.__version__,
-                triton=triton.__version__, cuda=torch.version.cuda, batch=args.batch, warmup=warmup,
+                triton=triton.__version__, cuda=torch.version.cuda, batch=cfg.batch, warmup=warmup,
                 iters=iters, time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 shapes=[dict(name=s.name, q=asdict(s.q_layout), k=asdict(s.k_layout)) for s in shapes],
                 notes="tflops counts unmasked pairs only; tflops_dense counts the whole Nq x Nk rectangle")
-    rows = sweep(shapes, backends, dtype, device, modes, warmup, iters)
-    json_path, csv_path = write(rows, args.out, meta)
+    rows = sweep(shapes, cfg.backends, dtype, device, modes, warmup, iters)
+    json_path, csv_path = write(rows, Path(cfg.out), meta)
     print(f"wrote {json_path} and {csv_path}")
     return rows
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the former entry point, now a thin wrapper of the one CLI
+    import sys
+
+    from bench.__main__ import main
+    sys.exit(main(["profile", "attention", *sys.argv[1:]]))

@@ -14,21 +14,20 @@ with PSNR, SSIM, MSE and (``--metrics all``, the default) LPIPS and FVD through 
 from explicit seeded weights (a random AlexNet trunk in the LPIPS package's network, a seeded
 random projection as FVD's feature network; the numbers are meaningless, the memory is real):
 
-    python -m bench.profile_scoring --sizes 64 512 --out results/profiles/scoring_memory.json
+    python -m bench profile scoring sizes=[64,512] out=results/profiles/scoring_memory.json
 
 No time is asserted anywhere; ``tests/test_scoring_memory.py`` checks the memory growth.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -154,7 +153,7 @@ def child(store: Path, videos: int, res: int, metrics: str, mode: str) -> dict:
 def measure(sizes: list[int], res: int = 32, metrics: str = "all", modes: tuple[str, ...] = ("streaming",),
             workdir: Path | None = None, log=print) -> dict:
     """Score a store of each size (samples = videos x 2 trajectories) in a fresh subprocess per mode."""
-    repo = Path(__file__).resolve().parents[1]
+    from bench.isolated import call
     out: dict = {"res": res, "frames": f"{CONTEXT} context + {PREDICT} predicted", "trajectories": TRAJECTORIES,
                  "metrics": ["psnr", "ssim", "mse"] + (["lpips (stand-in net)"] if metrics == "all" else [])
                  + (["fvd (stand-in features)"] if metrics in ("fvd", "all") else []),
@@ -171,41 +170,57 @@ def measure(sizes: list[int], res: int = 32, metrics: str = "all", modes: tuple[
             write_store(store, videos, res, metrics)
             out["stacked_float32_mib"][samples] = round(stacked_bytes(samples, res) / 2 ** 20, 1)
             for mode in modes:
-                cmd = [sys.executable, "-m", "bench.profile_scoring", "--child", str(store), "--videos", str(videos),
-                       "--res", str(res), "--metrics", metrics if mode == "streaming" else "pixel", "--mode", mode]
-                env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-                proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=1800)
-                if proc.returncode != 0:
-                    raise RuntimeError(f"scoring {samples} samples ({mode}) failed:\n{proc.stderr[-3000:]}")
-                result = json.loads(proc.stdout.strip().splitlines()[-1])
+                result = call("bench.profile_scoring", "child_point",
+                              {"store": str(store), "videos": videos, "res": res,
+                               "metrics": metrics if mode == "streaming" else "pixel", "mode": mode}, timeout=1800)
                 out["runs"].setdefault(mode, {})[samples] = result
                 log(f"[profile] {mode:9s} {samples:5d} samples: peak RSS {result['peak_rss_mib']} MiB, growth while "
                     f"scoring {result['growth_mib']} MiB (stacking would hold {out['stacked_float32_mib'][samples]} MiB)")
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.profile_scoring", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 512], help="samples per store")
-    parser.add_argument("--res", type=int, default=32)
-    parser.add_argument("--metrics", choices=("pixel", "fvd", "all"), default="all",
-                        help="pixel: psnr, ssim, mse; fvd: and FVD; all: and LPIPS (default)")
-    parser.add_argument("--modes", nargs="+", choices=("streaming", "stacked"), default=["streaming", "stacked"])
-    parser.add_argument("--out", default=None, help="write the JSON here (e.g. results/profiles/scoring_memory.json)")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--videos", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--mode", default="streaming", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(child(Path(args.child), args.videos, args.res, args.metrics, args.mode)))
-        return 0
-    result = {"command": "python -m bench.profile_scoring " + " ".join(sys.argv[1:] if argv is None else argv),
-              **measure(args.sizes, args.res, args.metrics, tuple(args.modes))}
+def child_point(payload: dict) -> dict:
+    """:func:`child` for ``bench.isolated.call`` (a fresh process per store and mode)."""
+    return child(Path(payload["store"]), payload["videos"], payload["res"], payload["metrics"], payload["mode"])
+
+
+@dataclass(frozen=True)
+class ScoringProfileConfig:
+    """``python -m bench profile scoring key=value ...``."""
+
+    sizes: tuple[int, ...] = field(default=(64, 512), metadata={"ge": 2})  # samples per store (2 per video)
+    res: int = field(default=32, metadata={"ge": 8})
+    # pixel: psnr, ssim, mse; fvd: and FVD; all: and LPIPS
+    metrics: str = field(default="all", metadata={"choices": ("pixel", "fvd", "all")})
+    modes: tuple[str, ...] = field(default=("streaming", "stacked"), metadata={"choices": ("streaming", "stacked")})
+    out: str | None = field(default=None, metadata={"path": True})  # the JSON (None: printed)
+
+
+def schema():
+    from bench.compose import Schema, Section
+    return Schema([Section("", ScoringProfileConfig(), label="scoring profile options (key=value)")])
+
+
+def cli(argv: list[str]) -> int:
+    """``python -m bench profile scoring [key=value ...]``."""
+    from bench.compose import run_verb
+    return run_verb("python -m bench profile scoring", __doc__.split("\n\n")[0], schema(),
+                    lambda composed, args: run(composed[""], args), argv)
+
+
+def run(cfg: ScoringProfileConfig, argv: list[str]) -> int:
+    for samples in cfg.sizes:
+        if samples % TRAJECTORIES:
+            from bench.errors import ConfigError
+            raise ConfigError(f"sizes={list(cfg.sizes)}: every size must be a multiple of {TRAJECTORIES} "
+                              "(trajectories per video)")
+    result = {"command": " ".join(["python -m bench profile scoring", *argv]),
+              **measure(list(cfg.sizes), cfg.res, cfg.metrics, tuple(cfg.modes))}
     from bench.results import collect_provenance
     result["provenance"] = collect_provenance("cpu")
     text = json.dumps(result, indent=1)
-    if args.out:
-        out = Path(args.out)
+    if cfg.out:
+        out = Path(cfg.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
         tmp.write_text(text + "\n")
@@ -216,5 +231,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the former entry point, now a thin wrapper of the one CLI
+    from bench.__main__ import main
+    sys.exit(main(["profile", "scoring", *sys.argv[1:]]))

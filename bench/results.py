@@ -74,7 +74,8 @@ class RunRecord:
     ``"sha256:<hex>"`` of a given or official file, ``"trained:<path>:sha256:<hex>"`` when trained
     by this run, ``"none"`` for weightless models. ``metrics`` maps a metric key (``psnr``, or
     ``A:psnr`` where two parts share a metric) to ``{"mean", "std", "n", "values", ...}`` or to
-    ``{"unavailable": reason, "provide": command}``.
+    ``{"unavailable": reason, "provide": command}``. ``config``/``config_hash``: the resolved config
+    of the run (empty in records written before configs were recorded, and in rescored ones).
     """
 
     task: str
@@ -99,6 +100,10 @@ class RunRecord:
     device: str = ""
     extra: dict = field(default_factory=dict)
     schema: int = SCHEMA
+    # the resolved config the run ran with (``bench.experiment.run_document``; ``bench run --config
+    # <record>`` runs it again) and its hash (``bench.experiment.config_hash``: finished sweep cells)
+    config: dict = field(default_factory=dict)
+    config_hash: str = ""
 
     def __post_init__(self) -> None:
         if self.data not in ("real", "stand-in"):
@@ -737,8 +742,9 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def render_tables(records_dir: str | os.PathLike = "results/runs", reference_dir: str | os.PathLike = "results/reference",
-                  out_dir: str | os.PathLike = "results") -> dict[str, list[Path]]:
-    """Write ``<task>.md``, ``.csv``, ``.tex`` per task with rows, and ``README.md``; returns task -> files."""
+                  out_dir: str | os.PathLike = "results", tasks: Iterable[str] | None = None) -> dict[str, list[Path]]:
+    """Write ``<task>.md``, ``.csv``, ``.tex`` per task with rows, and ``README.md``; returns task -> files.
+    ``tasks``: write only these tasks' tables (and the index), e.g. those a sweep added records to."""
     from bench.tasks import TASKS
 
     out_dir = Path(out_dir)
@@ -747,7 +753,10 @@ def render_tables(records_dir: str | os.PathLike = "results/runs", reference_dir
     reference = load_reference(reference_dir) if Path(reference_dir).is_dir() else []
     sections = build_sections(records, reference)
     written: dict[str, list[Path]] = {}
+    only = set(tasks) if tasks is not None else None
     for task, secs in sections.items():
+        if only is not None and task not in only:
+            continue
         md, csv, tex = (out_dir / f"{task}.{ext}" for ext in ("md", "csv", "tex"))
         _atomic_write(md, render_markdown(task, secs))
         render_csv(secs, csv)
@@ -764,7 +773,7 @@ def render_tables(records_dir: str | os.PathLike = "results/runs", reference_dir
         secs = sections.get(task, [])
         desc = "<br>".join(f"`{s.task_hash}` · {s.scale} · {s.data}: {len(s.rows)}"
                            + (" (stale)" if s.stale else "") for s in secs) or "no rows yet"
-        files = " ".join(f"[{p.suffix[1:]}]({p.name})" for p in written.get(task, [])) or "–"
+        files = " ".join(f"[{ext}]({task}.{ext})" for ext in ("md", "csv", "tex")) if task in sections else "–"
         lines.append(f"| {task} | `{paper}` | {desc} | {files} |")
     if errors:
         lines += ["", "Skipped files:", "", *(f"- {e}" for e in errors)]

@@ -45,24 +45,33 @@ SCALES = ("quick", "paper")
 
 @dataclass
 class RunConfig:
-    """One ``bench run``; ranges in the field metadata (checked by ``bench.config.validate``)."""
+    """One ``bench run``; ranges in the field metadata (checked by ``bench.config.validate``).
 
-    model: str = "far"  # a name in bench.registry.MODELS
+    Every field is an option of the command line (``key=value``) and of a recipe file, shown by
+    ``bench run --help`` and stored in the record's ``config``, unless its metadata says ``cli:
+    False``; ``identity: False`` marks fields that do not change the run's result (left out of the
+    config hash that marks a sweep cell as finished); ``path: True`` marks paths (written portably
+    in records, expanded again when a record is rerun). A new option is one line here."""
+
+    model: str = "far"  # a name in bench.registry.MODELS (the ``model`` group: model=<name>, model.<field>=...)
     task: str = "dmlab_long"  # a name in bench.tasks.TASKS
     scale: str = field(default="quick", metadata={"choices": SCALES})
-    data_root: str | None = None  # else $FARZOO_<DATASET>_ROOT, $FARZOO_DATA/<dataset>, or the stand-in
-    checkpoint: str | None = None  # a bench training checkpoint or an official state dict
-    workdir: str = "runs"  # checkpoints and sample stores
-    results: str = "results"  # run records and grids (results/runs)
+    # else $FARZOO_<DATASET>_ROOT, $FARZOO_DATA/<dataset>, or the stand-in
+    data_root: str | None = field(default=None, metadata={"path": True})
+    # a bench training checkpoint or an official state dict
+    checkpoint: str | None = field(default=None, metadata={"path": True})
+    workdir: str = field(default="runs", metadata={"path": True, "identity": False})  # checkpoints, sample stores
+    results: str = field(default="results", metadata={"path": True, "identity": False})  # records, grids
     device: str | None = None
     sample_batch_size: int = field(default=8, metadata={"ge": 1})
-    compare_dummy: bool = True
-    train_only: bool = False
-    progress: bool = True
+    compare_dummy: bool = True  # score the dummy model on the same clips (the reference of the intervals)
+    progress: bool = field(default=True, metadata={"identity": False})
     # another run holding this model's run directory: wait up to this long for it (0: refuse at once)
-    lock_wait_s: float = field(default=0.0, metadata={"ge": 0})
-    model_options: dict = field(default_factory=dict)  # model.<field>=value overrides
-    train_options: dict = field(default_factory=dict)  # train.<field>=value overrides
+    lock_wait_s: float = field(default=0.0, metadata={"ge": 0, "identity": False})
+    train_only: bool = field(default=False, metadata={"cli": False})  # set by the ``train`` verb
+    # the model.<field>= and train.<field>= values that differ from the defaults of (model, task, scale)
+    model_options: dict = field(default_factory=dict, metadata={"cli": False})
+    train_options: dict = field(default_factory=dict, metadata={"cli": False})
 
 
 # ----------------------------------------------------------------------------- sizes per scale
@@ -162,20 +171,30 @@ class DataSource:
         return fix_for(self.dataset, self.root, self.standin)
 
 
-def prepare_data(task: Task, scale: str, data_root: str | None, log=print) -> DataSource:
-    """The real dataset when a root is found; otherwise the stand-in (materialised once, on rank 0)."""
+def prepare_data(task: Task, scale: str, data_root: str | None, log=print, progress: bool = False) -> DataSource:
+    """The real dataset when a root is found; otherwise the stand-in (materialised once, on rank 0,
+    with a bar over the videos written when ``progress``)."""
     from bench.data import resolve_root
     from bench.data.standins import is_standin, materialize
+    from bench.progress import bar
     root = resolve_root(task.dataset, flag=data_root)
     if root is not None:  # a given folder may itself hold a stand-in: it stays labelled as one
-        return DataSource(task.dataset, Path(root), standin=is_standin(root))
+        source = DataSource(task.dataset, Path(root), standin=is_standin(root))
+        if dist_info()[0] == 0:
+            log(f"[data] {task.dataset} at {root} ({source.label} data)")
+        return source
     num_train, num_eval = STANDIN_SIZE[scale][task.dataset]
     root = _standin_root(task, scale)
     rank, _ = dist_info()
     if rank == 0:
         log(f"[data] no {task.dataset} data found (flag, $FARZOO_{task.dataset.upper()}_ROOT, $FARZOO_DATA); "
             f"using the procedural STAND-IN at {root}")
-        materialize(task.dataset, root, num_train=num_train, num_eval=num_eval)
+
+        def writing(jobs: int):
+            log(f"[data] writing the stand-in once: {num_train} training and {num_eval} evaluation videos "
+                f"({jobs} files) in the real on-disk format")
+            return bar(jobs, "stand-in", "files", enabled=progress)
+        materialize(task.dataset, root, num_train=num_train, num_eval=num_eval, progress=writing)
     barrier()
     return DataSource(task.dataset, root, standin=True)
 
@@ -309,9 +328,9 @@ def train_dir(run_dir: Path, ident: dict) -> Path:
 
 
 def obtain_weights(run: RunConfig, task: Task, model, source: DataSource, run_dir: Path, device,
-                   tcfg: TrainConfig | None = None, given: str | None = None, log=print) -> str:
+                   tcfg: TrainConfig | None = None, given: str | None = None, log=print, timing=None) -> str:
     """Given checkpoint, else official weights in the asset store, else train here. Returns a weights id
-    (``given``: the id of a checkpoint the caller already loaded)."""
+    (``given``: the id of a checkpoint the caller already loaded; ``timing``: see ``bench.train.train``)."""
     if not getattr(model, "trainable", False):
         return "none"
     weights_asset, vae_asset = getattr(model, "official_assets", lambda: (None, None))()
@@ -338,9 +357,10 @@ def obtain_weights(run: RunConfig, task: Task, model, source: DataSource, run_di
     if dist_info()[0] == 0:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "TRAIN.json", ident)  # what this directory's checkpoints were trained with
-    log(f"[train] {run.model} on {task.name} ({source.label} data), {cfg.steps} steps at batch {cfg.batch_size} "
+    log(f"[train] {run.model} on {task.name} ({source.label} data): {cfg.steps} steps at batch {cfg.batch_size} "
         f"into {out}")
-    result = train(model, train_dataset(task, source, run.scale), cfg, out, device=device, log=log, identity=ident)
+    result = train(model, train_dataset(task, source, run.scale), cfg, out, device=device, log=log,
+                   identity=ident, timing=timing)
     if result.losses:
         k = max(1, len(result.losses) // 10)
         first, last = sum(result.losses[:k]) / k, sum(result.losses[-k:]) / k
@@ -486,7 +506,8 @@ def model_run_dir(run: RunConfig, task: Task, name: str) -> Path:
 def evaluate_model(run: RunConfig, task: Task, model, name: str, weights: str, source: DataSource, device,
                    log=print) -> dict:
     """Sample into the store (this process's share), then score on rank 0. Returns the record fields."""
-    from bench.evaluate import sample_to_store, score_store
+    from bench.evaluate import missing_samples, num_samples, sample_to_store, score_store
+    from bench.progress import bar
     rank, world = dist_info()
     t_task = task.at_scale(run.scale)
     run_dir = model_run_dir(run, t_task, name)
@@ -494,23 +515,32 @@ def evaluate_model(run: RunConfig, task: Task, model, name: str, weights: str, s
     config = json.loads(json.dumps(model.config() if hasattr(model, "config") else {}, default=str))
     store = _store(run_dir, ident, t_task, run.scale, replace(run, model=name), weights, config)
     dataset = eval_dataset(t_task, source)
-    progress = _progress(f"sample {name}", run.progress and rank == 0)
+    show = run.progress and rank == 0
+    missing, share = missing_samples(t_task, dataset, store, rank, world)
+    if rank == 0:
+        log(f"[sample] {name}: {missing} of {share} videos to sample ({_sample_counts(t_task)}"
+            + (f"; {share - missing} already in the store, resumed" if missing < share and missing else "")
+            + (", all already in the store" if not missing else "") + ")")
     t0 = time.perf_counter()
     made = sample_to_store(model, t_task, dataset, store, batch_size=run.sample_batch_size, rank=rank,
-                           world=world, device=device, progress=progress)
+                           world=world, device=device, progress=lambda n: bar(n, f"sample {name}", "videos", show))
     barrier()
     log(f"[sample] {name}: {made} new samples in {time.perf_counter() - t0:.1f}s ({store})")
     if rank != 0:
         return {}
-    metrics = score_store(t_task, dataset, store, device=device, log=log)
+    metrics_names = "; ".join(f"part {p.name}: {', '.join(m.name for m in p.metrics)}" for p in t_task.parts)
+    log(f"[score] {name}: scoring {len(t_task.parts) * len(t_task.seeds) * num_samples(t_task, dataset)} videos "
+        f"({metrics_names})")
+    metrics = score_store(t_task, dataset, store, device=device, log=log,
+                          progress=lambda n: bar(n, f"score {name}", "videos", run.progress))
     return {"metrics": metrics, "store": str(store), "identity": ident, "dataset": dataset}
 
 
-def _progress(desc: str, enabled: bool):
-    if not enabled:
-        return lambda it: it
-    from tqdm import tqdm
-    return lambda it: tqdm(it, desc=desc, dynamic_ncols=True)
+def _sample_counts(task: Task) -> str:
+    def n(count: int, word: str, plural: str | None = None) -> str:
+        return f"{count} {word if count == 1 else plural or word + 's'}"
+    return " x ".join([n(len(task.parts), "part"), n(len(task.seeds), "seed"), n(task.num_videos, "video"),
+                       n(task.trajectories, "trajectory", "trajectories")])
 
 
 _COMMAND: list[str] | None = None  # the arguments ``python -m bench`` was given (set by bench.__main__)
@@ -554,6 +584,9 @@ def run(run: RunConfig, log=print) -> list[Path]:
     writable; the run directory locked; the data checked; then training, sampling, scoring and the
     records. Everything before the lock writes nothing.
     """
+    from bench.experiment import run_document, write_config
+    from bench.progress import Log
+    log = log if isinstance(log, Log) else Log(log)  # each notice once
     started = time.time()
     rank, world = dist_info()
     base_task, tcfg = check_options(run, world)
@@ -565,24 +598,69 @@ def run(run: RunConfig, log=print) -> list[Path]:
         given = f"sha256:{load_weights(model, Path(run.checkpoint))}"
     on_rank0(check_places, run, base_task)
     run_dir = model_run_dir(run, task, run.model)
+    document = run_document(run)
     with locked(run_dir, wait_s=run.lock_wait_s, log=log):
+        will_train = getattr(model, "trainable", False) and not run.checkpoint
         if rank == 0:
             log(f"[run] {run.model} on {task.name} at scale {run.scale!r} (protocol hash "
                 f"{base_task.hash(run.scale)})" + ("; use --scale paper for the protocol itself"
                                                    if run.scale == "quick" else ""))
-        source = prepare_data(base_task, run.scale, run.data_root, log=log)
-        will_train = getattr(model, "trainable", False) and not run.checkpoint
+            write_config(run_dir, document)  # the resolved config, with the run
+            log(_plan(run, task, model, tcfg, will_train))
+        source = prepare_data(base_task, run.scale, run.data_root, log=log, progress=run.progress and rank == 0)
         on_rank0(check_data, task, source, train=will_train, deep=run.scale == "quick", log=log)
         # training clips at the run's scale (quick: the shrunken horizons and resolution)
-        weights = obtain_weights(run, task, model, source, run_dir, device, tcfg=tcfg, given=given, log=log)
+        timing = _estimator(run, task, model, tcfg, started, log) if rank == 0 else None
+        weights = obtain_weights(run, task, model, source, run_dir, device, tcfg=tcfg, given=given, log=log,
+                                 timing=timing)
         if run.train_only:
             return []
-        return _evaluate_and_record(run, base_task, model, weights, source, device, started, tcfg, log)
+        return _evaluate_and_record(run, base_task, model, weights, source, device, started, tcfg, log, document)
+
+
+def _plan(run: RunConfig, task: Task, model, tcfg: TrainConfig, will_train: bool) -> str:
+    """What the run will do, phase by phase (printed before any of it)."""
+    per_model = len(task.parts) * len(task.seeds) * task.num_videos * task.trajectories
+    models = [run.model] + (["dummy"] if run.compare_dummy and run.model != "dummy" else [])
+    weights = (f"train {tcfg.steps} steps at batch {tcfg.batch_size} (reused if trained before with the same "
+               f"configuration; an estimate of the run's time follows its first steps)" if will_train
+               else f"checkpoint {run.checkpoint}" if run.checkpoint and getattr(model, "trainable", False)
+               else "none (nothing to train)")
+    return (f"[run] plan: data -> weights: {weights} -> sample {per_model} videos per model "
+            f"({_sample_counts(task)}) for {' and '.join(models)} -> score them -> record, grid"
+            + (", per-frame curve" if task.num_frames > 16 else "") + " and table row")
+
+
+def _estimator(run: RunConfig, task: Task, model, tcfg: TrainConfig, started: float, log):
+    """``timing(seconds_per_step, steps_left)`` for ``bench.train.train``: logs an estimate of the
+    rest of the run from the measured step time (sampling from the model's FLOPs per clip)."""
+    from bench.api import Clip
+    from bench.progress import duration
+    try:
+        train_flops = model.cost(Clip(frames=task.num_frames, height=task.resolution, width=task.resolution)) \
+            .train_flops_per_clip * tcfg.batch_size
+        sample_flops = sum(model.cost(Clip(frames=p.context_frames + p.predict_frames, height=task.resolution,
+                                           width=task.resolution, context_frames=p.context_frames))
+                           .sample_flops_per_clip for p in task.parts) \
+            * len(task.seeds) * task.num_videos * task.trajectories
+    except Exception:  # noqa: BLE001 -- no cost model: the estimate covers training only
+        train_flops = sample_flops = 0.0
+
+    def timing(seconds: float, steps_left: int) -> None:
+        train_s = seconds * steps_left
+        text = f"[estimate] {seconds:.2f} s per training step: training ~{duration(train_s)} to go"
+        sample_s = seconds * sample_flops / train_flops if train_flops > 0 and sample_flops > 0 else 0.0
+        if sample_s:
+            text += f", sampling ~{duration(sample_s)} (from the model's FLOPs)"
+        total = time.time() - started + train_s + sample_s
+        log(text + f"; the whole run ~{duration(total)} plus scoring (an estimate; the bars show the rest)")
+    return timing
 
 
 def _evaluate_and_record(run: RunConfig, base_task: Task, model, weights: str, source: DataSource, device,
-                         started: float, tcfg: TrainConfig, log=print) -> list[Path]:
+                         started: float, tcfg: TrainConfig, log=print, document: dict | None = None) -> list[Path]:
     from bench.conventions import record_conventions
+    from bench.experiment import config_hash, run_document
     from bench.results import RunRecord, collect_provenance, write_record
     rank, world = dist_info()
     task = base_task.at_scale(run.scale)
@@ -607,6 +685,8 @@ def _evaluate_and_record(run: RunConfig, base_task: Task, model, weights: str, s
                  "cost": asdict(m.cost(_clip(task))), **record_conventions(base_task, run.scale, m, device, w)}
         if w.startswith("trained:"):
             extra["train"] = config_identity(tcfg)
+        doc = document if name == run.model and document is not None else \
+            run_document(replace(run, model=name, model_options={} if name != run.model else run.model_options))
         record = RunRecord(
             task=task.name, task_spec=base_task.spec(run.scale), task_hash=base_task.hash(run.scale),
             scale=run.scale, data=source.label, data_root=str(Path(source.root).absolute()), model=name,
@@ -616,7 +696,7 @@ def _evaluate_and_record(run: RunConfig, base_task: Task, model, weights: str, s
                     "frames": task.num_frames},
             metrics=out["metrics"], wall_time_s=wall,
             started=started, finished=time.time(), command=command_line(), extra=extra,
-            **collect_provenance(device))
+            config=doc, config_hash=config_hash(doc), **collect_provenance(device))
         try:
             path = write_record(record, Path(run.results) / "runs", grid=grid, curve=has_curves(out["metrics"]))
         finally:
@@ -625,14 +705,48 @@ def _evaluate_and_record(run: RunConfig, base_task: Task, model, weights: str, s
         rows.append(record)
     if rank == 0:
         from bench.results import load_record
-        for path in paths:  # every model with a record on this task, scale and data, one line each
-            written = load_record(path)
-            if written.extra.get("curve"):
-                render_task_curves(path.parent, written)
-        log(leaderboard_rows(rows))
-        log(f"[run] records: {', '.join(map(str, paths))}; grids in {Path(run.results) / 'runs' / 'grids'} under "
-            f"the same names; regenerate tables with `python -m bench table`")
+        written = [load_record(path) for path in paths]
+        for path, rec in zip(paths, written):  # every model with a record on this task, scale and data, one line each
+            if rec.extra.get("curve"):
+                render_task_curves(path.parent, rec)
+        log(leaderboard_rows(rows, notes=False))
+        log(run_summary(paths, written))
     return paths
+
+
+def run_summary(paths: list[Path], records: list) -> str:
+    """The end of a run: per model its interval against dummy, its seen/new split and where its record,
+    grid and curve are."""
+    lines = []
+    for path, rec in zip(paths, records):
+        per_metric = [(k, m) for k, m in rec.metrics.items() if isinstance(m, dict) and "mean" in m]
+        intervals = [f"{k} {m['vs_reference']['ci'][0]:+.3g} to {m['vs_reference']['ci'][1]:+.3g}"
+                     for k, m in per_metric if (m.get("vs_reference") or {}).get("ci")]
+        if intervals:
+            ref = next(m["vs_reference"].get("reference", "dummy") for _, m in per_metric if m.get("vs_reference"))
+            lines.append(f"[run] {rec.model} minus {ref}, 95% interval (paired bootstrap over videos): "
+                         + "; ".join(intervals))
+        else:
+            why = next(((m.get("vs_reference") or {}).get("unavailable") for _, m in per_metric
+                        if (m.get("vs_reference") or {}).get("unavailable")), None)
+            if why:
+                lines.append(f"[run] {rec.model}: no interval against dummy ({why})")
+        splits = [f"{k} seen {m['seen']['mean']:.4g} / new {m['new']['mean']:.4g}" for k, m in per_metric
+                  if (m.get("seen") or {}).get("mean") is not None and (m.get("new") or {}).get("mean") is not None]
+        split = next((m["split"] for _, m in per_metric if "split" in m), None)
+        if splits and split:
+            lines.append(f"[run] {rec.model} seen/new frames (rule {split['rule']}: {split['seen_frames']} seen, "
+                         f"{split['new_frames']} new): " + "; ".join(splits))
+        unavailable = [k for k, m in rec.metrics.items() if isinstance(m, dict) and "unavailable" in m]
+        if unavailable:
+            lines.append(f"[run] {rec.model}: {', '.join(unavailable)} n/a (unavailable, see the notice above)")
+        where = [f"record {path}"]
+        for key in ("grid", "curve"):
+            if rec.extra.get(key):
+                where.append(f"{key} {path.parent / rec.extra[key]}")
+        lines.append(f"[run] {rec.model}: " + "; ".join(where))
+    lines.append("[run] tables: `python -m bench table` rebuilds results/<task>.md from every record")
+    return "\n".join(lines)
 
 
 def _clip(task: Task):
@@ -690,8 +804,9 @@ def _fmt(m: dict) -> str:
     return text
 
 
-def leaderboard_rows(records: list) -> str:
-    """A markdown table of this run's rows (the full leaderboards come from ``bench table``)."""
+def leaderboard_rows(records: list, notes: bool = True) -> str:
+    """A markdown table of this run's rows (the full leaderboards come from ``bench table``); ``notes``:
+    with the unavailable/not-applicable notes and the seen/new counts under it."""
     if not records:
         return ""
     names = list(records[0].metrics)
@@ -700,6 +815,8 @@ def leaderboard_rows(records: list) -> str:
     for r in records:
         lines.append("| " + " | ".join([r.model, r.data, r.scale, r.task_hash,
                                          *(_fmt(r.metrics.get(n, {"unavailable": ""})) for n in names)]) + " |")
+    if not notes:
+        return "\n".join(lines)
     notes = [f"{n}: unavailable ({m['unavailable']}); provide with `{m['provide']}`"
              for n, m in records[0].metrics.items() if "unavailable" in m]
     notes += [f"{n}: not applicable ({m['not_applicable']})" for n, m in records[0].metrics.items()
@@ -728,11 +845,14 @@ def score(run: RunConfig, log=print) -> list[Path]:
     if manifest["task_hash"] != base_task.hash(run.scale):
         raise BenchError(f"{stores[-1]}: samples were made for protocol hash {manifest['task_hash']}, the task "
                          f"is now {base_task.hash(run.scale)}; sample again with `bench run`")
-    source = prepare_data(base_task, run.scale, run.data_root, log=log)
+    from bench.progress import Log, bar
+    log = log if isinstance(log, Log) else Log(log)
+    source = prepare_data(base_task, run.scale, run.data_root, log=log, progress=run.progress)
     device = torch.device(run.device or "cpu")
     t0 = time.time()
     dataset = eval_dataset(task, source)
-    metrics = score_store(task, dataset, stores[-1].parent, device=device, log=log)
+    metrics = score_store(task, dataset, stores[-1].parent, device=device, log=log,
+                          progress=lambda n: bar(n, f"score {run.model}", "videos", run.progress))
     _reference_intervals(run, base_task, source, {run.model: {"metrics": metrics}}, device, log)
     record = RunRecord(
         task=task.name, task_spec=base_task.spec(run.scale), task_hash=base_task.hash(run.scale), scale=run.scale,
@@ -745,6 +865,6 @@ def score(run: RunConfig, log=print) -> list[Path]:
                                        "seed_kind": base_task.seed_kind},
         **collect_provenance(device))
     path = write_record(record, Path(run.results) / "runs")
-    log(leaderboard_rows([record]))
-    log(f"[score] record: {path}")
+    log(leaderboard_rows([record], notes=False))
+    log(run_summary([path], [record]))
     return [path]

@@ -12,7 +12,7 @@ threshold serves both datasets: the best mean F1 over them on the protocol split
 never pixel-identical, so the most tolerant one is the safer choice). ``SEEN_SSIM_THRESHOLD``
 holds it.
 
-    python -m bench.seen_calibration --videos 12 --out results/profiles/seen_proxy_calibration.json
+    python -m bench study seen_calibration videos=12
 
 Caveat, in the output too: on the stand-in a revisited pose renders a bit-identical frame (SSIM 1
 before the mp4 round trip), which real revisits never do; the proxy's recall on real data is
@@ -21,12 +21,12 @@ expected to be lower than here.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -84,9 +84,9 @@ def summary(best: np.ndarray, seen: np.ndarray, threshold: float) -> dict:
             "best_ssim_quantiles_5_25_50_75_95": {"seen": q(best[seen]), "new": q(best[~seen])}}
 
 
-def calibrate(videos: int, workdir: Path, log=print) -> dict:
+def calibrate(videos: int, workdir: Path, log=print, command: str = "") -> dict:
     from bench.evaluate import PROXY_SIZE, SEEN_SSIM_THRESHOLD
-    out = {"command": "python -m bench.seen_calibration " + " ".join(sys.argv[1:]), "videos": videos,
+    out = {"command": command, "videos": videos,
            "standin_seed": SEED, "proxy": f"max SSIM over the ground-truth context frames, frames area-downsampled "
            f"to {PROXY_SIZE} px (bench.evaluate.seen_frames)", "truth": "exact pose (lattice x, y, heading) among "
            "the context frames' poses", "threshold_in_use": SEEN_SSIM_THRESHOLD,
@@ -109,16 +109,33 @@ def calibrate(videos: int, workdir: Path, log=print) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.seen_calibration", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", type=int, default=12, help="stand-in videos per dataset (default 12)")
-    parser.add_argument("--out", default="results/profiles/seen_proxy_calibration.json")
-    parser.add_argument("--workdir", default=None, help="where to write the stand-ins (default: a temporary folder)")
-    args = parser.parse_args(argv)
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """``python -m bench study seen_calibration key=value ...``."""
+
+    videos: int = field(default=12, metadata={"ge": 1})  # stand-in videos per dataset
+    out: str = field(default="results/profiles/seen_proxy_calibration.json", metadata={"path": True})
+    workdir: str | None = field(default=None, metadata={"path": True})  # where the stand-ins go (None: a temporary folder)
+
+
+def schema():
+    from bench.compose import Schema, Section
+    return Schema([Section("", CalibrationConfig(), label="calibration options (key=value)")])
+
+
+def cli(argv: list[str]) -> int:
+    """``python -m bench study seen_calibration [key=value ...]``."""
+    from bench.compose import run_verb
+    return run_verb("python -m bench study seen_calibration", __doc__.split("\n\n")[0], schema(),
+                    lambda composed, args: run(composed[""], args), argv)
+
+
+def run(cfg: CalibrationConfig, argv: list[str]) -> int:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     with tempfile.TemporaryDirectory(prefix="seen-calibration-") as tmp:
-        result = calibrate(args.videos, Path(args.workdir or tmp))
-    out = Path(args.out)
+        result = calibrate(cfg.videos, Path(cfg.workdir or tmp),
+                           command=" ".join(["python -m bench study seen_calibration", *argv]))
+    out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = out.with_name(f".{out.name}.tmp{os.getpid()}")
     tmp_path.write_text(json.dumps(result, indent=1) + "\n")
@@ -132,5 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the former entry point, now a thin wrapper of the one CLI
+    from bench.__main__ import main
+    sys.exit(main(["study", "seen_calibration", *sys.argv[1:]]))

@@ -154,7 +154,7 @@ _FVD = (Metric("fvd", "mean", include_context=True, min_frames=10, context="mode
 
 # ----------------------------------------------------------------------------- notes
 
-# What stays different from the official evaluations by design (issue 10, item 10).
+# What stays different from the official evaluations by design.
 _BY_DESIGN = ("By design, unlike FAR: every sample is stored losslessly (uint8 rounded to nearest, npz) and "
               "scored from that store, where FAR writes sample and ground truth side by side as lossy mp4 "
               "(uint8 by floor, imageio/ffmpeg) and scores the re-decoded frames; every sample has its own "

@@ -50,6 +50,9 @@ class TrainConfig:
     progress: bool = field(default=True, metadata={"identity": False})
 
 
+TIMING_STEPS = 3  # steps timed (after the first) for the estimate of a run
+
+
 @dataclass
 class TrainResult:
     steps: int
@@ -273,13 +276,14 @@ def optimizer_step(loss_fn, batch: VideoBatch, step: int, opt: torch.optim.Optim
 
 def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: Path,
           device: torch.device | str | None = None, log: Callable[[str], None] = print,
-          identity: dict | None = None) -> TrainResult:
+          identity: dict | None = None, timing: Callable[[float, int], None] | None = None) -> TrainResult:
     """Train ``model`` (an ``nn.Module`` VideoModel) on ``dataset``; resume from ``out_dir/last.pt``.
 
     The final EMA weights are loaded into ``model`` and saved to ``out_dir/final.pt``. ``identity``
     describes everything the weights depend on (default: the identity fields of ``cfg``); it is
     stored in every checkpoint, and a ``final.pt`` or ``last.pt`` made with another identity is never
-    reused or resumed (:class:`CheckpointError`). An unreadable checkpoint of this loop is moved aside
+    reused or resumed (:class:`CheckpointError`). ``timing(seconds_per_step, steps_left)`` is called
+    once, after a few steps timed past the first (for an estimate of the run). An unreadable checkpoint of this loop is moved aside
     as ``<name>.corrupt-<time>`` and training restarts. Seed before building ``model``
     (:func:`seed_everything`): its initial weights are not drawn here.
     """
@@ -344,10 +348,17 @@ def train(model: nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: Path,
 
     pbar = None
     if cfg.progress and rank == 0:
-        from tqdm import tqdm
-        pbar = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True)
+        from bench.progress import bar
+        pbar = bar(cfg.steps, "train", "steps", initial=start)
     t0 = time.perf_counter()
+    timed_from = None  # (step, time) after the first step, for ``timing``
+    timed = min(TIMING_STEPS, cfg.steps - start - 2)  # steps timed (none for a run of 2 steps or less)
     for step in range(start, cfg.steps):
+        if timing is not None and timed >= 1 and step - start in (1, 1 + timed):
+            if timed_from is None:
+                timed_from = (step, time.perf_counter())
+            else:
+                timing((time.perf_counter() - timed_from[1]) / (step - timed_from[0]), cfg.steps - step)
         value = optimizer_step(wrapped, _to(next(batches), device), step, opt, params, ema, core, cfg, autocast)
         if world > 1:
             dist.all_reduce(value)

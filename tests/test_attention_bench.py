@@ -12,8 +12,8 @@ import json
 import pytest
 import torch
 
-from bench.profile_attention import (ALL_BACKENDS, decode_shape, far_long_shape, far_shape, main,
-                                     time_attention)
+from bench.profile_attention import (ALL_BACKENDS, AttentionProfileConfig, decode_shape, far_long_shape, far_shape,
+                                     profile_attention, time_attention)
 from far.attention import frame_causal_attention
 
 CUDA = torch.cuda.is_available()
@@ -62,7 +62,10 @@ def test_time_attention_row():
 
 @pytest.mark.skipif(CUDA, reason="the CPU smoke sweep; on a GPU run the module itself")
 def test_cpu_small_sweep_writes_csv_and_json(tmp_path):
-    rows = main(["--cpu-small", "--out", str(tmp_path), "--modes", "fwd", "--iters", "1", "--warmup", "0"])
+    from bench.__main__ import main
+    assert main(["profile", "attention", "--cfg", "job", "cpu_small=true"]) == 0  # the verb reads the same config
+    rows = profile_attention(AttentionProfileConfig(cpu_small=True, out=str(tmp_path), modes=("fwd",), iters=1,
+                                                    warmup=0))
     assert {r["backend"] for r in rows} == set(ALL_BACKENDS)
     assert all(r["error"] is None for r in rows)
     (json_file,) = tmp_path.glob("attention_*.json")

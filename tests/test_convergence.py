@@ -1,4 +1,4 @@
-"""Smoke tests of the FAR-vs-DiT convergence study (``bench.convergence``) on a tiny stand-in."""
+"""Smoke tests of the FAR-vs-DiT convergence study (``bench study convergence``) on a tiny stand-in."""
 
 import csv
 import json
@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from bench.convergence import (StudyConfig, build_models, default_train, main, study_task, train_with_evals)
+from bench.__main__ import main
+from bench.convergence import StudyConfig, build_models, default_train, study_task, train_with_evals
 from bench.data.standins import materialize
 from bench.run import DataSource, train_dataset
 from bench.train import train
@@ -24,7 +25,7 @@ def test_study_writes_table_and_plot(bair_root, tmp_path):
     out = tmp_path / "convergence"
     argv = [f"data_root={bair_root}", f"out={out}", "steps=2", "eval_every=1", "eval_videos=2",
             "windows_per_video=2", "loss_draws=1", *TINY]
-    assert main(argv) == 0
+    assert main(["study", "convergence", *argv]) == 0
     for ext in ("csv", "md", "png", "json"):
         assert (out / f"convergence.{ext}").stat().st_size > 0
     assert not list(out.glob(".*tmp"))  # atomic writes leave nothing behind
@@ -42,7 +43,7 @@ def test_study_writes_table_and_plot(bair_root, tmp_path):
     first = {r["model"]: float(r["common_loss"]) for r in rows if r["step"] == "0"}
     assert first["far"] == pytest.approx(first["video_dit"], rel=1e-6)
     md = (out / "convergence.md").read_text()
-    assert "python -m bench.convergence data_root=" in md and "| far |" in md and "| video_dit |" in md
+    assert "python -m bench study convergence data_root=" in md and "| far |" in md and "| video_dit |" in md
 
 
 def test_default_models_are_matched():
@@ -71,3 +72,20 @@ def test_loop_matches_harness_train(bair_root, tmp_path):
     assert seen == [0, 2]
     for (k, x), y in zip(a.trainable_module().state_dict().items(), b.trainable_module().state_dict().values()):
         assert torch.equal(x, y), k
+
+
+def test_study_options_are_checked_before_work(capsys, tmp_path):
+    """The study is a verb on the same config machinery: typed, ranged, did-you-mean, one line."""
+    for argv, says in ((["steps=0"], "steps=0: expected an integer >= 1"),
+                       (["train.steps=3"], "train.steps is not an option here; the number of training steps is the "
+                                           "study's steps=N"),
+                       (["model.num_layrs=2"], "unknown option model.num_layrs; did you mean model.num_layers?"),
+                       (["models=[far,fra]"], "unknown model 'fra'; did you mean far"),
+                       (["eval_evry=3"], "unknown option eval_evry; did you mean eval_every?")):
+        assert main(["study", "convergence", f"out={tmp_path}", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {says}") and err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())
+    assert main(["study", "convergence", "--cfg", "job", "steps=7", "model.num_layers=2"]) == 0
+    out = capsys.readouterr().out
+    assert "steps: 7" in out and "model:\n  num_layers: 2" in out and "ema_decay: 0.99" in out

@@ -1,5 +1,5 @@
 """The conventions of the official evaluations that decide whether a number means the paper's
-(issue 10): sampling precision, Minecraft part B, UCF-101's per-seed real sets and short clips,
+: sampling precision, Minecraft part B, UCF-101's per-seed real sets and short clips,
 GreenEarthNet's scoring, the per-dataset training recipes, and what stays different by design."""
 
 import math

@@ -1,5 +1,5 @@
 """``bench run`` is reproducible and its records true: seeding, checkpoint reuse, locks, writability,
-option validation, data checks before training, one-line errors (issue 9, item 6).
+option validation, data checks before training, one-line errors.
 
 The runs use a tiny registered task (7 frames at 32 px, 2 videos) on a small maze stand-in, so a
 full train -> sample -> score -> record cycle takes seconds.
@@ -270,7 +270,7 @@ def test_config_ranges_live_in_field_metadata():
         assert any(f.metadata for f in fields(cls)), cls
     assert {f.name: dict(f.metadata) for f in fields(TrainConfig)}["steps"] == {"ge": 1}
     assert expectation(TrainConfig, "betas") == "a list of 2 numbers >= 0 and < 1"
-    with pytest.raises(ConfigError, match=r"train\.betas=\(0\.9, 1\.5\): expected a list of 2 numbers >= 0 and < 1"):
+    with pytest.raises(ConfigError, match=r"train\.betas=\[0\.9, 1\.5\]: expected a list of 2 numbers >= 0 and < 1"):
         validate(TrainConfig(betas=(0.9, 1.5)), "train")
     with pytest.raises(ConfigError, match=r"model\.top_k=0"):
         validate(TokenARModelConfig(top_k=0), "model")

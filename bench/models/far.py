@@ -75,10 +75,10 @@ class FARModelConfig:
     condition: str = field(default="none", metadata={"choices": ("none", "label", "action")})
     num_classes: int = field(default=0, metadata={"ge": 0})
     codec: str = "unshuffle8"  # "dcae-8x" | "dcae-16x" | "dcae-32x" | "unshuffle<r>"
-    vae_weights: str | None = None
+    vae_weights: str | None = field(default=None, metadata={"path": True})
     official_weights: str | None = None  # asset names of the released transformer and DC-AE
     official_vae: str | None = None
-    checkpoint: str | None = None
+    checkpoint: str | None = field(default=None, metadata={"path": True})
     # sampling knobs (identity False: they do not change what training produces)
     num_steps: int = field(default=50, metadata={"ge": 1, "identity": False})
     guidance_scale: float = field(default=1.0, metadata={"ge": 0, "identity": False})

@@ -100,7 +100,7 @@ def _count_jobs(dataset: str, num_train: int, num_eval: int) -> int:
 
 
 def materialize(dataset: str, root: str | Path, *, num_train: int, num_eval: int, seed: int = 0,
-                frame_size: int | None = None, workers: int | None = None) -> Path:
+                frame_size: int | None = None, workers: int | None = None, progress=None) -> Path:
     """Write the stand-in of ``dataset`` under ``root`` in the real layout; returns ``root``.
 
     ``num_train`` / ``num_eval``: items of the training split and of the evaluation split (the
@@ -108,7 +108,9 @@ def materialize(dataset: str, root: str | Path, *, num_train: int, num_eval: int
     test list holds ``10 * num_eval`` clips (at most 3,696, the real testlist03's size).
     ``frame_size`` shrinks UCF-101 (frame height; width 4/3 of it, rounded to even) or
     GreenEarthNet (cube side), for tests; the other datasets have the protocol's fixed size. ``workers``: processes
-    (default: all cores up to 8 when there are many items; 1 runs in-process).
+    (default: all cores up to 8 when there are many items; 1 runs in-process). ``progress(total)``:
+    called only when files are written, a bar (``update(n)``, ``close()``) over the write jobs
+    (videos; BAIR: TFRecord files of 256 videos).
 
     Idempotent: if ``root`` already holds this stand-in with the same parameters, nothing is done.
     A stand-in with other parameters is replaced; a folder that is not a stand-in is never touched
@@ -135,6 +137,15 @@ def materialize(dataset: str, root: str | Path, *, num_train: int, num_eval: int
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
         jobs = _count_jobs(dataset, num_train, num_eval)
+        meter = progress(jobs) if progress is not None else None
+
+        def counted(map_fn):
+            def run(fn, items):
+                for result in map_fn(fn, items):
+                    if meter is not None:
+                        meter.update(1)
+                    yield result
+            return run
         if workers is None:
             workers = min(os.cpu_count() or 1, 8) if jobs >= PARALLEL_MIN_JOBS else 1
         if workers > 1:
@@ -143,9 +154,11 @@ def materialize(dataset: str, root: str | Path, *, num_train: int, num_eval: int
             method = "fork" if "fork" in get_all_start_methods() else "spawn"
             with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
                 details = _generate(dataset, tmp, num_train, num_eval, seed, frame_size,
-                                    lambda fn, items: pool.map(fn, items, chunksize=4))
+                                    counted(lambda fn, items: pool.map(fn, items, chunksize=4)))
         else:
-            details = _generate(dataset, tmp, num_train, num_eval, seed, frame_size, map)
+            details = _generate(dataset, tmp, num_train, num_eval, seed, frame_size, counted(map))
+        if meter is not None:
+            meter.close()
         (tmp / MARKER).write_text(json.dumps({
             "stand_in": True,
             "generator": f"bench.data.standins (STANDIN_VERSION {STANDIN_VERSION})",
