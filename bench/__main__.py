@@ -54,6 +54,8 @@ def _run_parser(verb: str) -> argparse.ArgumentParser:
     g.add_argument("--device", help="device=cpu|cuda|cuda:N")
     g.add_argument("--no-dummy", action="store_true", help="compare_dummy=false: do not score the dummy alongside")
     g.add_argument("--no-progress", action="store_true", help="progress=false: no progress bars")
+    g.add_argument("--from-scratch", action="store_true", help="from_scratch=true: train even where the project "
+                   "ships weights for this configuration (bench.pretrained)")
     p.add_argument("-m", "--multirun", action="store_true",
                    help="run the grid of the sweep overrides (model=a,b task=x,y) one cell after another")
     add_config_arguments(p)
@@ -68,6 +70,8 @@ def _flag_settings(args) -> list:
         out.append(Setting("compare_dummy", False))
     if args.no_progress:
         out.append(Setting("progress", False))
+    if args.from_scratch:
+        out.append(Setting("from_scratch", True))
     return out
 
 

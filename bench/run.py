@@ -60,6 +60,8 @@ class RunConfig:
     data_root: str | None = field(default=None, metadata={"path": True})
     # a bench training checkpoint or an official state dict
     checkpoint: str | None = field(default=None, metadata={"path": True})
+    # train even where the project ships weights trained with this exact configuration (bench.pretrained)
+    from_scratch: bool = False
     workdir: str = field(default="runs", metadata={"path": True, "identity": False})  # checkpoints, sample stores
     results: str = field(default="results", metadata={"path": True, "identity": False})  # records, grids
     device: str | None = None
@@ -353,6 +355,15 @@ def obtain_weights(run: RunConfig, task: Task, model, source: DataSource, run_di
     cfg = tcfg if tcfg is not None else train_config(run, task)
     _, world = dist_info()
     ident = training_identity(run, task, model, cfg, source, world)
+    shipped = _shipped(run, task)
+    if shipped is not None:
+        from bench.pretrained import load
+        loaded, why = load(shipped, model.trainable_module(), ident)
+        if loaded:
+            log(f"[weights] {run.model}: the project's shipped weights bench/weights/{shipped.file} (sha256 "
+                f"{shipped.sha256[:16]}..., trained with `{shipped.command}`); --from-scratch trains instead")
+            return shipped.label
+        log(f"[weights] not using the shipped weights bench/weights/{shipped.file}: {why}; training")
     out = train_dir(run_dir, ident)
     if dist_info()[0] == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -366,6 +377,15 @@ def obtain_weights(run: RunConfig, task: Task, model, source: DataSource, run_di
         first, last = sum(result.losses[:k]) / k, sum(result.losses[-k:]) / k
         log(f"[train] loss {first:.4f} (first {k} steps) -> {last:.4f} (last {k} steps)")
     return f"trained:{in_workdir(run, result.checkpoint)}:sha256:{sha256_file(result.checkpoint, 16)}"
+
+
+def _shipped(run: RunConfig, task: Task):
+    """The project's shipped weights for this run's model, task and scale, unless told to train
+    (``--from-scratch``, or the ``train`` verb, which is how the shipped weights are reproduced)."""
+    if run.from_scratch or run.checkpoint or run.train_only:
+        return None
+    from bench.pretrained import find
+    return find(run.model, task.name, run.scale)
 
 
 def in_workdir(run: RunConfig, path: Path) -> str:
@@ -622,7 +642,11 @@ def _plan(run: RunConfig, task: Task, model, tcfg: TrainConfig, will_train: bool
     """What the run will do, phase by phase (printed before any of it)."""
     per_model = len(task.parts) * len(task.seeds) * task.num_videos * task.trajectories
     models = [run.model] + (["dummy"] if run.compare_dummy and run.model != "dummy" else [])
-    weights = (f"train {tcfg.steps} steps at batch {tcfg.batch_size} (reused if trained before with the same "
+    shipped = _shipped(run, task) if will_train else None
+    weights = (f"the shipped weights bench/weights/{shipped.file} if this run's training configuration is theirs "
+               f"(`{shipped.command}`; --from-scratch trains instead), else train {tcfg.steps} steps at batch "
+               f"{tcfg.batch_size}" if shipped is not None
+               else f"train {tcfg.steps} steps at batch {tcfg.batch_size} (reused if trained before with the same "
                f"configuration; an estimate of the run's time follows its first steps)" if will_train
                else f"checkpoint {run.checkpoint}" if run.checkpoint and getattr(model, "trainable", False)
                else "none (nothing to train)")
@@ -685,6 +709,11 @@ def _evaluate_and_record(run: RunConfig, base_task: Task, model, weights: str, s
                  "cost": asdict(m.cost(_clip(task))), **record_conventions(base_task, run.scale, m, device, w)}
         if w.startswith("trained:"):
             extra["train"] = config_identity(tcfg)
+        elif w.startswith("shipped:"):
+            from bench.pretrained import find
+            shipped = find(name, task.name, run.scale)
+            extra["train"] = config_identity(tcfg)  # equal to the recipe the shipped weights were trained with
+            extra["weights_command"] = shipped.command if shipped else None
         doc = document if name == run.model and document is not None else \
             run_document(replace(run, model=name, model_options={} if name != run.model else run.model_options))
         record = RunRecord(

@@ -136,7 +136,7 @@ def test_help_lists_models_tasks_and_every_option(capsys):
     from bench.registry import MODELS
     assert all(name in out for name in MODELS) and "dmlab_long" in out and "tiny_a" in out
     for line in ("model.num_layers                   4                  an integer >= 1",
-                 "train.steps                        5000               an integer >= 1",
+                 "train.steps                        2000               an integer >= 1",
                  "scale                              quick              one of 'quick', 'paper'",
                  "python -m bench run -m model=far,far_sliding,dummy task=dmlab_long,bair_pred"):
         assert line in out, line

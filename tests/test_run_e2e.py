@@ -1,4 +1,8 @@
-"""``bench run`` end to end on a small maze stand-in: records, grids, rescoring, resume, 1 vs 2 processes."""
+"""``bench run`` end to end on a small maze stand-in: records, grids, rescoring, resume, 1 vs 2 processes.
+
+The dummy runs the real quick ``dmlab_long``; FAR runs a registered tiny long-context task (32 px,
+12 context and 8 predicted frames, 4 videos) so that training and three samplings take seconds.
+"""
 
 import json
 import subprocess
@@ -7,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+import bench.tasks
 from bench.__main__ import main
 from bench.data.standins import is_standin, materialize
+from bench.tasks import Metric, Part, QuickScale, Task
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.num_layers=1", "model.num_heads=1", "model.context_patch_size=2", "sample_batch_size=16"]
@@ -22,8 +28,25 @@ def maze_root(tmp_path_factory):
     return root
 
 
-def _args(tmp: Path, root: Path, model: str = "dummy", *extra: str) -> list[str]:
-    return ["run", "--model", model, "--task", "dmlab_long", "--data-root", str(root), "--workdir",
+def tiny_long() -> Task:
+    part = Part("A", 12, 8, "action", (Metric("psnr", "best"), Metric("ssim", "best")), num_steps=2)
+    return Task(name="tiny_e2e", version=1, dataset="dmlab", split="validation", selection="all", num_videos=4,
+                resolution=32, num_frames=20, frame_stride=1, parts=(part,), quick=QuickScale(num_videos=4, num_steps=2))
+
+
+# `torchrun` runs this driver, which registers the tiny task in each process before the CLI
+DRIVER = """import sys
+sys.path.insert(0, {tests!r})
+import bench.tasks
+from test_run_e2e import tiny_long
+bench.tasks.TASKS["tiny_e2e"] = tiny_long()
+from bench.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _args(tmp: Path, root: Path, model: str = "dummy", *extra: str, task: str = "dmlab_long") -> list[str]:
+    return ["run", "--model", model, "--task", task, "--data-root", str(root), "--workdir",
             str(tmp / "runs"), "--results", str(tmp / "results"), "--no-progress", *extra]
 
 
@@ -62,22 +85,26 @@ def test_dummy_run_writes_record_grid_and_rescores(tmp_path, maze_root, capsys):
     assert recs[0]["metrics"]["psnr"]["mean"] == pytest.approx(recs[1]["metrics"]["psnr"]["mean"], abs=1e-9)
 
 
-def test_far_trains_then_one_and_two_processes_agree(tmp_path, maze_root):
+def test_far_trains_then_one_and_two_processes_agree(tmp_path, maze_root, monkeypatch):
+    monkeypatch.setitem(bench.tasks.TASKS, "tiny_e2e", tiny_long())
     one = tmp_path / "one"
     assert main(_args(one, maze_root, "far", "--no-dummy", *TINY, "train.steps=3", "train.batch_size=2",
-                      "train.ckpt_every=2")) == 0
-    (ckpt,) = (one / "runs" / "dmlab_long__quick" / "far").glob("train-*/final.pt")  # keyed by its configuration
+                      "train.ckpt_every=2", task="tiny_e2e")) == 0
+    (ckpt,) = (one / "runs" / "tiny_e2e__quick" / "far").glob("train-*/final.pt")  # keyed by its configuration
     (rec1,) = _records(one)
-    assert rec1["checkpoint"].startswith(f"trained:<outside>/runs/dmlab_long__quick/far/{ckpt.parent.name}/final.pt:")
+    assert rec1["checkpoint"].startswith(f"trained:<outside>/runs/tiny_e2e__quick/far/{ckpt.parent.name}/final.pt:")
     two = tmp_path / "two"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "bench",
-           *_args(two, maze_root, "far", "--no-dummy", "--checkpoint", str(ckpt), *TINY)]
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER.format(tests=str(Path(__file__).parent)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(driver),
+           *_args(two, maze_root, "far", "--no-dummy", "--checkpoint", str(ckpt), *TINY, task="tiny_e2e")]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     three = tmp_path / "three"
-    assert main(_args(three, maze_root, "far", "--no-dummy", "--checkpoint", str(ckpt), *TINY)) == 0
+    assert main(_args(three, maze_root, "far", "--no-dummy", "--checkpoint", str(ckpt), *TINY, task="tiny_e2e")) == 0
     (rec2,), (rec3,) = _records(two), _records(three)
     assert rec2["extra"]["world_size"] == 2 and rec3["extra"]["world_size"] == 1
+    assert len(rec3["metrics"]["psnr"]["per_video"][0]) == 4 and rec3["model"] == "far"
     for name in ("psnr", "ssim"):
         assert rec2["metrics"][name]["mean"] == pytest.approx(rec3["metrics"][name]["mean"], abs=1e-3), name
     # without a dummy in the run (and none in its workdir) the interval says why it is missing
