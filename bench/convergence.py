@@ -60,7 +60,7 @@ from torch.utils.data import DataLoader, Dataset
 from bench.api import VideoBatch
 from bench.errors import ConfigError, one_line
 from bench.evaluate import derive_seed, load_part, sample_to_store, score_store
-from bench.paths import portable
+from bench.paths import portable, write_atomic
 from bench.registry import get_model_factory, get_task
 from bench.run import DataSource, eval_dataset, prepare_data, train_dataset
 from bench.tasks import Metric, Task
@@ -358,21 +358,6 @@ def run_study(cfg: StudyConfig, tcfg: TrainConfig, model_options: dict, command:
 COLUMNS = ("model", "params", "step", "train_loss", "eval_loss", "common_loss", "psnr", "ssim", "train_s", "eval_s")
 
 
-def _atomic_write(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _cell(value, digits: int = 4) -> str:
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.{digits}f}"
@@ -538,10 +523,10 @@ def render_plot(study: dict) -> bytes:
 def write_outputs(study: dict, out: Path) -> list[Path]:
     out = Path(out)
     paths = {name: out / f"convergence.{name}" for name in ("csv", "md", "png", "json")}
-    _atomic_write(paths["json"], json.dumps(study, indent=1, default=str))
-    _atomic_write(paths["csv"], render_csv(study))
-    _atomic_write(paths["png"], render_plot(study))
-    _atomic_write(paths["md"], render_markdown(study))
+    write_atomic(paths["json"], json.dumps(study, indent=1, default=str))
+    write_atomic(paths["csv"], render_csv(study))
+    write_atomic(paths["png"], render_plot(study))
+    write_atomic(paths["md"], render_markdown(study))
     return list(paths.values())
 
 
@@ -598,8 +583,8 @@ def rerender(out: str | Path) -> list[Path]:
     is left as it is)."""
     out = Path(out)
     study = json.loads((out / "convergence.json").read_text())
-    _atomic_write(out / "convergence.csv", render_csv(study))
-    _atomic_write(out / "convergence.md", render_markdown(study))
+    write_atomic(out / "convergence.csv", render_csv(study))
+    write_atomic(out / "convergence.md", render_markdown(study))
     return [out / "convergence.csv", out / "convergence.md"]
 
 

@@ -3,7 +3,6 @@ long-context tasks, per-frame PSNR/SSIM curves of every model on the task with s
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 
@@ -11,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
+
+from bench.paths import replacing
 
 GAP = 4  # pixels between frames
 BAND = 14  # height of the text band above each block
@@ -106,13 +107,8 @@ def render_grid(context: Tensor, prediction: Tensor, truth: Tensor, path: Path, 
                     draw.rectangle([x0, y + 1, x0 + frame_w - 1, y + MARK], fill=SEEN_COLOUR if mark else NEW_COLOUR)
             y += MARK + 2
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    try:
-        canvas.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp:
+        canvas.save(tmp, format="PNG")
     return path
 
 
@@ -197,11 +193,9 @@ def render_curves(records: list, path: Path, highlight: str | None = None) -> Pa
                  f"95% interval of the difference to dummy", fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
     try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     finally:
         plt.close(fig)
         tmp.unlink(missing_ok=True)

@@ -16,15 +16,14 @@ from a ``bench train`` checkpoint (atomically) and prints the SHA-256 to pin.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from bench.errors import CheckpointError
+from bench.paths import replacing
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -149,15 +148,8 @@ def export(checkpoint: Path, out: Path, command: str) -> str:
             "loss_last_tenth": sum(losses[-k:]) / k if losses else None,
             "torch": torch.__version__, "git_commit": prov.get("git_commit")}
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in state["ema"].items()}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={k: json.dumps(v, sort_keys=True) for k, v in meta.items()})
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with replacing(out) as tmp:
+        save_file(tensors, str(tmp), metadata={k: json.dumps(v, sort_keys=True) for k, v in meta.items()})
     return sha256_file(out)
 
 

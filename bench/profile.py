@@ -39,6 +39,7 @@ from bench.api import Clip, Prompt, VideoBatch
 from bench.config import validate
 from bench.errors import ConfigError
 from bench.registry import get_model_factory, get_task
+from bench.paths import write_atomic
 
 # Dense bf16 tensor-core peak FLOP/s of known devices (vendor datasheets, without sparsity); the
 # first key whose words all occur in the device name wins ("NVIDIA H100 80GB HBM3" is the SXM part).
@@ -255,7 +256,7 @@ def run_profile(cfg: ProfileConfig, log=print) -> Path:
     record = {"config": asdict(cfg), "device": device_name(device), "torch": torch.__version__,
               "command": " ".join(["python -m bench profile", *_argv_echo(cfg)]),
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}
-    _atomic_write(out / f"{stem}.json", json.dumps(record, indent=1, default=str))
+    write_atomic(out / f"{stem}.json", json.dumps(record, indent=1, default=str))
     keys = ["variant", "frames", "measure", "mode", "seconds", "tokens_per_s", "peak_memory_bytes", "params",
             "analytic_flops", "achieved_flops_per_s", "mfu", "network_calls_per_frame", "cache_bytes", "device",
             "dtype", "size", "resolution", "batch_size"]
@@ -279,12 +280,6 @@ def _argv_echo(cfg: ProfileConfig) -> list[str]:
             out.append(f"{k}=[{','.join(map(str, v))}]" if isinstance(v, (tuple, list)) else
                        f"{k}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}")
     return out
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def plot_profile(rows: list[dict], path: Path, title: str = "") -> None:

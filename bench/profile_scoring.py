@@ -22,7 +22,6 @@ No time is asserted anywhere; ``tests/test_scoring_memory.py`` checks the memory
 from __future__ import annotations
 
 import json
-import os
 import resource
 import sys
 import tempfile
@@ -220,12 +219,9 @@ def run(cfg: ScoringProfileConfig, argv: list[str]) -> int:
     result["provenance"] = collect_provenance("cpu")
     text = json.dumps(result, indent=1)
     if cfg.out:
-        out = Path(cfg.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, out)
-        print(f"wrote {out}")
+        from bench.paths import write_atomic
+        write_atomic(cfg.out, text + "\n")
+        print(f"wrote {cfg.out}")
     else:
         print(text)
     return 0
