@@ -707,13 +707,10 @@ def _evaluate_and_record(run: RunConfig, base_task: Task, model, weights: str, s
         grid = _grid(run, task, out["store"], out["dataset"], name)
         extra = {"sample_store": in_workdir(run, Path(out["store"])), "world_size": world,
                  "cost": asdict(m.cost(_clip(task))), **record_conventions(base_task, run.scale, m, device, w)}
-        if w.startswith("trained:"):
+        if w.startswith(("trained:", "shipped:")):  # shipped weights: trained with exactly this recipe
             extra["train"] = config_identity(tcfg)
-        elif w.startswith("shipped:"):
-            from bench.pretrained import find
-            shipped = find(name, task.name, run.scale)
-            extra["train"] = config_identity(tcfg)  # equal to the recipe the shipped weights were trained with
-            extra["weights_command"] = shipped.command if shipped else None
+        if w.startswith("shipped:"):
+            extra["weights_command"] = _shipped(run, task).command
         doc = document if name == run.model and document is not None else \
             run_document(replace(run, model=name, model_options={} if name != run.model else run.model_options))
         record = RunRecord(
